@@ -1,0 +1,3 @@
+"""cellctl: composition root, runtime, CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,111 @@
+"""The `cellctl` command line."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+
+from statecharts import catalog
+from statecharts.engine.check import check
+from statecharts.engine.export import to_mermaid, to_scxml
+
+from . import __version__, logs
+
+app = typer.Typer(
+    name="cellctl",
+    help="Controller for a robotic stow-and-pick workcell.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+chart_app = typer.Typer(help="Inspect the statecharts: list, export, check.", no_args_is_help=True)
+app.add_typer(chart_app, name="chart")
+log = structlog.get_logger("cellctl")
+
+
+class ExportFormat(enum.StrEnum):
+    mermaid = "mermaid"
+    scxml = "scxml"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cellctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Controller for a robotic stow-and-pick workcell."""
+    try:
+        logs.configure(log_level)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-level") from None
+
+
+def _load(name: str):
+    try:
+        return catalog.load(name)
+    except KeyError as exc:
+        raise typer.BadParameter(exc.args[0], param_hint="NAME") from None
+
+
+@chart_app.command("list")
+def chart_list() -> None:
+    """List the known charts with their size and description."""
+    for name in catalog.names():
+        chart = catalog.load(name)
+        size = f"{len(chart.states):>3} states {len(chart.transitions):>3} transitions"
+        typer.echo(f"{name:<16} {size}  {chart.description}")
+
+
+@chart_app.command("export")
+def chart_export(
+    name: Annotated[str, typer.Argument(help="Chart name (see `cellctl chart list`).")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.mermaid,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
+) -> None:
+    """Export a chart as Mermaid stateDiagram-v2 or W3C SCXML."""
+    chart = _load(name)
+    text = to_mermaid(chart) if fmt is ExportFormat.mermaid else to_scxml(chart)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        log.info("chart exported", chart=name, format=fmt.value, path=str(output))
+
+
+@chart_app.command("check")
+def chart_check(
+    name: Annotated[str | None, typer.Argument(help="Chart name; all charts when omitted.")] = None,
+) -> None:
+    """Statically check charts: unreachable states, dead ends, unhandled activity events.
+
+    Exits 1 and lists the findings when there are any.
+    """
+    names = [name] if name else catalog.names()
+    total = 0
+    for chart_name in names:
+        findings = check(_load(chart_name))
+        total += len(findings)
+        if findings:
+            typer.echo(f"{chart_name}: {len(findings)} finding(s)")
+            for finding in findings:
+                typer.echo(f"  - {finding}")
+        else:
+            typer.echo(f"{chart_name}: ok")
+    if total:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

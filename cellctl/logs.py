@@ -1,0 +1,54 @@
+"""structlog setup: JSON lines when the log stream is not a terminal, console otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+from statecharts.engine import TraceRecord
+
+
+def configure(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
+    """Route structlog (and stdlib logging) to `stream` (stderr by default).
+
+    Logs go to stderr so that command output on stdout (exports, JSON) stays clean;
+    `json=None` picks JSON lines unless the stream is a terminal.
+    """
+    stream = stream or sys.stderr
+    as_json = not stream.isatty() if json is None else json
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=numeric, stream=stream, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def trace_to_log(logger: structlog.typing.FilteringBoundLogger | None = None) -> ChartTraceLogger:
+    return ChartTraceLogger(logger or structlog.get_logger("statechart"))
+
+
+class ChartTraceLogger:
+    """A chart trace hook that logs every record at debug level."""
+
+    def __init__(self, logger: structlog.typing.FilteringBoundLogger) -> None:
+        self.logger = logger
+
+    def __call__(self, record: TraceRecord) -> None:
+        self.logger.debug("chart." + record.kind, **{k: v for k, v in record.as_dict().items() if k != "kind"})

@@ -1,0 +1,1 @@
+"""Perception: pure functions over numpy arrays (point clouds, occupancy, SDF, patches)."""

@@ -1,0 +1,1 @@
+"""Planning: bin choice, placement, affordances, primitives, suction candidates, retries."""

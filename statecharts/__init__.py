@@ -1,0 +1,1 @@
+"""Statecharts: the engine (`statecharts.engine`) and the charts built on it."""

@@ -1,0 +1,34 @@
+"""A domain-free async statechart engine (Harel/SCXML semantics on anyio).
+
+Imports nothing of the project; charts are plain Python (see `model`).
+"""
+
+from .clock import Clock, RealClock, VirtualClock, now
+from .compiled import Chart, Edge, Node
+from .context import ActionContext, ActivityContext
+from .errors import (
+    ChartDefinitionError,
+    DuplicateStateError,
+    FinalStateTransitionError,
+    HistoryStateError,
+    InvalidInitialError,
+    InvalidStateIdError,
+    InvalidTransitionError,
+    MissingInitialError,
+    UndeclaredEventError,
+    UnknownTargetError,
+)
+from .interpreter import ExecutionError, Host, Interpreter
+from .model import Activity, Event, Final, History, Parallel, State, Transition, activity, after, always, on
+from .runtime import ACTIVITY_ERROR, ActivityFailure, ChartRunner, running
+from .trace import TraceHook, TraceRecord, TraceRecorder
+
+__all__ = [
+    "ACTIVITY_ERROR", "ActionContext", "Activity", "ActivityContext", "ActivityFailure", "Chart",
+    "ChartDefinitionError", "ChartRunner", "Clock", "DuplicateStateError", "Edge", "Event",
+    "ExecutionError", "Final", "FinalStateTransitionError", "History", "HistoryStateError", "Host",
+    "Interpreter", "InvalidInitialError", "InvalidStateIdError", "InvalidTransitionError",
+    "MissingInitialError", "Node", "Parallel", "RealClock", "State", "TraceHook", "TraceRecord",
+    "TraceRecorder", "Transition", "UndeclaredEventError", "UnknownTargetError", "VirtualClock",
+    "activity", "after", "always", "now", "on", "running",
+]  # fmt: skip

@@ -1,0 +1,279 @@
+"""`Chart`: a validated, indexed chart ready for the interpreter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from .errors import (
+    DuplicateStateError,
+    FinalStateTransitionError,
+    HistoryStateError,
+    InvalidInitialError,
+    InvalidStateIdError,
+    InvalidTransitionError,
+    MissingInitialError,
+    UnknownTargetError,
+)
+from .model import (
+    EVENT_DESCRIPTOR,
+    STATE_ID,
+    Action,
+    Activity,
+    Guard,
+    History,
+    Kind,
+    State,
+    Transition,
+    valid_delay,
+)
+
+TIMER_PREFIX = "after"
+
+
+class Node:
+    """One state of a compiled chart. `index` is its position in document order."""
+
+    __slots__ = (
+        "activities",
+        "ancestor_set",
+        "ancestors",
+        "children",
+        "depth",
+        "doc",
+        "histories",
+        "history_default",
+        "id",
+        "index",
+        "initial",
+        "kind",
+        "on_entry",
+        "on_exit",
+        "parent",
+        "source",
+        "timers",
+        "transitions",
+    )  # fmt: skip
+
+    def __init__(self, spec: State | History, index: int, parent: Node | None) -> None:
+        self.id: str = spec.id
+        self.kind: Kind = spec.kind
+        self.index = index
+        self.parent = parent
+        self.children: list[Node] = []
+        self.initial: Node | None = None
+        self.transitions: list[Edge] = []
+        self.on_entry: tuple[Action, ...] = getattr(spec, "on_entry", ())
+        self.on_exit: tuple[Action, ...] = getattr(spec, "on_exit", ())
+        self.activities: tuple[Activity, ...] = getattr(spec, "activities", ())
+        self.ancestors: tuple[Node, ...] = (parent, *parent.ancestors) if parent else ()
+        self.ancestor_set: frozenset[int] = frozenset(a.index for a in self.ancestors)
+        self.depth = len(self.ancestors)
+        self.histories: list[Node] = []
+        self.history_default: Edge | None = None
+        self.doc: str = getattr(spec, "doc", "")
+        self.timers: list[tuple[float, str]] = []  # (delay, timer event name)
+        self.source = spec
+
+    @property
+    def is_atomic(self) -> bool:
+        return self.kind in ("state", "final") and not self.children
+
+    @property
+    def is_compound(self) -> bool:
+        return self.kind == "state" and bool(self.children)
+
+    @property
+    def regions(self) -> list[Node]:
+        """Children that are states (history pseudo-states excluded)."""
+        return [c for c in self.children if c.kind != "history"]
+
+    def is_descendant_of(self, other: Node) -> bool:
+        return other.index in self.ancestor_set
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.id}>"
+
+
+class Edge:
+    """One compiled transition; `index` is its position in document order."""
+
+    __slots__ = (
+        "actions",
+        "delay",
+        "event",
+        "guard",
+        "index",
+        "internal",
+        "source",
+        "spec",
+        "targets",
+    )  # fmt: skip
+
+    def __init__(self, index: int, source: Node, spec: Transition, event: str | None) -> None:
+        self.index = index
+        self.source = source
+        self.event = event
+        self.targets: tuple[Node, ...] = ()
+        self.guard: Guard | None = spec.guard
+        self.actions: tuple[Action, ...] = spec.actions
+        self.internal = spec.internal
+        self.delay = spec.delay
+        self.spec = spec
+
+    def matches(self, name: str) -> bool:
+        """SCXML descriptor match: `a.b` matches `a.b` and `a.b.c`, `*` matches all."""
+        d = self.event
+        if d is None:
+            return False
+        if d == "*" or d == name:
+            return True
+        if d.endswith(".*"):
+            d = d[:-2]
+        return name.startswith(d) and (len(name) == len(d) or name[len(d)] == ".")
+
+    def __repr__(self) -> str:
+        tgt = ",".join(t.id for t in self.targets)
+        return f"<{self.source.id} --{self.event or ''}--> {tgt}>"
+
+
+class Chart:
+    """A validated chart. Building it raises a `ChartDefinitionError` naming the state."""
+
+    def __init__(self, name: str, root: State, *, description: str = "") -> None:
+        self.name = name
+        self.description = description
+        if not isinstance(root, State) or root.kind in ("final", "history"):
+            raise InvalidInitialError(getattr(root, "id", "?"), "the root must be a State or Parallel")
+        self.states: list[Node] = []
+        self.by_id: dict[str, Node] = {}
+        self.root = self._add(root, None)
+        self.transitions: list[Edge] = []
+        for node in self.states:
+            self._resolve(node)
+
+    # -- construction -------------------------------------------------------------
+
+    def _add(self, spec: State | History, parent: Node | None) -> Node:
+        if not isinstance(spec, (State, History)):
+            where = parent.id if parent else "<root>"
+            raise InvalidStateIdError(where, f"child {spec!r} is not a State, Final, Parallel or History")
+        if not isinstance(spec.id, str) or not STATE_ID.match(spec.id):
+            raise InvalidStateIdError(str(spec.id), "state ids must be identifiers ([A-Za-z_][A-Za-z0-9_]*)")
+        if spec.id in self.by_id:
+            raise DuplicateStateError(spec.id, "this id is used by more than one state")
+        node = Node(spec, len(self.states), parent)
+        self.states.append(node)
+        self.by_id[spec.id] = node
+        if spec.kind == "final" and (spec.children or getattr(spec, "transitions", ())):
+            raise FinalStateTransitionError(spec.id, "a final state cannot have transitions or children")
+        if spec.kind == "history":
+            if parent is None or parent.kind not in ("state", "parallel"):
+                raise HistoryStateError(spec.id, "a history state must be a child of a compound or parallel state")
+        for child in spec.children:
+            child_node = self._add(child, node)
+            node.children.append(child_node)
+            if child_node.kind == "history":
+                node.histories.append(child_node)
+        if spec.kind == "parallel" and not node.regions:
+            raise MissingInitialError(spec.id, "a parallel state needs at least one region")
+        return node
+
+    def _lookup(self, owner: Node, target: str, what: str) -> Node:
+        node = self.by_id.get(target)
+        if node is None:
+            raise UnknownTargetError(owner.id, f"{what} names unknown state {target!r}")
+        return node
+
+    def _resolve(self, node: Node) -> None:
+        spec = node.source
+        if node.kind == "history":
+            assert isinstance(spec, History) and node.parent is not None
+            # Parents are resolved before children (document order), so initial is known.
+            default = spec.default or self._default_child(node.parent)
+            tgt = self._lookup(node, default, "history default")
+            if not (tgt.is_descendant_of(node.parent) and tgt.kind != "history"):
+                raise HistoryStateError(node.id, f"default {default!r} is not inside {node.parent.id!r}")
+            edge = Edge(-1, node, Transition(None, default, None, spec.action), None)
+            edge.targets = (tgt,)
+            node.history_default = edge
+            return
+        assert isinstance(spec, State)
+        if node.kind == "state" and node.children:
+            if spec.initial is None:
+                raise MissingInitialError(node.id, "a compound state needs an initial child")
+            init = self._lookup(node, spec.initial, "initial")
+            if init.parent is not node:
+                raise InvalidInitialError(node.id, f"initial {spec.initial!r} is not a child of {node.id!r}")
+            node.initial = init
+        elif spec.initial is not None and node.kind != "parallel":
+            raise InvalidInitialError(node.id, "an atomic state cannot have an initial child")
+        elif spec.initial is not None:
+            raise InvalidInitialError(node.id, "a parallel state enters all its regions; drop initial")
+        for act in node.activities:
+            if not isinstance(act, Activity):
+                raise InvalidTransitionError(node.id, f"activity {act!r} is not an Activity (use @activity(...))")
+            for ev in act.posts:
+                if not EVENT_DESCRIPTOR.match(ev) or "*" in ev:
+                    raise InvalidTransitionError(node.id, f"activity {act.label} posts malformed event {ev!r}")
+        delays: dict[float, str] = {}
+        for spec_t in spec.transitions:
+            node.transitions.append(self._edge(node, spec_t, delays))
+
+    def _default_child(self, parent: Node) -> str:
+        if parent.initial is not None:
+            return parent.initial.id
+        return parent.regions[0].id
+
+    def _edge(self, node: Node, spec: Transition, delays: dict[float, str]) -> Edge:
+        if not isinstance(spec, Transition):
+            raise InvalidTransitionError(node.id, f"{spec!r} is not a Transition (use on/after/always)")
+        event = spec.event
+        if spec.delay is not None:
+            if not valid_delay(spec.delay):
+                raise InvalidTransitionError(node.id, f"after({spec.delay!r}): delay must be a finite number >= 0")
+            if spec.delay not in delays:
+                delays[spec.delay] = f"{TIMER_PREFIX}.{node.id}.{len(delays)}"
+                node.timers.append((float(spec.delay), delays[spec.delay]))
+            event = delays[spec.delay]
+        elif event is not None and (not isinstance(event, str) or not EVENT_DESCRIPTOR.match(event)):
+            raise InvalidTransitionError(node.id, f"malformed event descriptor {event!r}")
+        for fn, what in ((spec.guard, "guard"), *((a, "action") for a in spec.actions)):
+            if fn is not None and not callable(fn):
+                raise InvalidTransitionError(node.id, f"{what} {fn!r} is not callable")
+        edge = Edge(len(self.transitions), node, spec, event)
+        edge.targets = tuple(self._lookup(node, t, "transition target") for t in spec.targets)
+        self.transitions.append(edge)
+        return edge
+
+    # -- queries -------------------------------------------------------------------
+
+    def __getitem__(self, state_id: str) -> Node:
+        return self.by_id[state_id]
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.states)
+
+    def __repr__(self) -> str:
+        return f"Chart({self.name!r}, {len(self.states)} states)"
+
+    def configuration_problems(self, active: Iterable[str]) -> list[str]:
+        """Why a set of active state ids is not a legal configuration ([] if it is)."""
+        ids = set(active)
+        problems = [f"unknown state {s!r}" for s in sorted(ids - self.by_id.keys())]
+        if self.root.id not in ids:
+            problems.append(f"root {self.root.id!r} is not active")
+        for sid in sorted(ids & self.by_id.keys()):
+            node = self.by_id[sid]
+            if node.kind == "history":
+                problems.append(f"history pseudo-state {sid!r} is active")
+                continue
+            if node.parent is not None and node.parent.id not in ids:
+                problems.append(f"{sid!r} is active but its parent {node.parent.id!r} is not")
+            active_children = [c.id for c in node.regions if c.id in ids]
+            if node.is_compound and len(active_children) != 1:
+                problems.append(f"compound {sid!r} has {len(active_children)} active children {active_children}")
+            if node.kind == "parallel":
+                missing = [c.id for c in node.regions if c.id not in ids]
+                if missing:
+                    problems.append(f"parallel {sid!r} has inactive regions {missing}")
+        return problems

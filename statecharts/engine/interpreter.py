@@ -1,0 +1,361 @@
+"""The statechart semantics (after the W3C SCXML algorithm), free of any I/O.
+
+`Interpreter` keeps the configuration and runs macrosteps synchronously. Whatever
+takes time (activities, timers) is delegated to a `Host`: the async runtime in
+production, a plain recorder in unit tests.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .compiled import Chart, Edge, Node
+from .context import ActionContext
+from .model import Event, callable_name
+from .trace import TraceHook, TraceKind, TraceRecord
+
+START_EVENT = Event("init")
+
+
+class Host(Protocol):
+    def now(self) -> float: ...
+
+    def post(self, event: Event) -> None:
+        """Queue an external event."""
+
+    def state_started(self, node: Node, generation: int) -> None:
+        """`node` was entered and is still active at the end of the macrostep."""
+
+    def state_stopped(self, node: Node) -> None:
+        """`node` is being exited: cancel its activities and timers."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionError:
+    """Payload of `error.execution`: a guard or action raised."""
+
+    state: str
+    where: str
+    error: BaseException
+
+
+class Interpreter:
+    """Runs a chart's macrosteps; one instance per running chart."""
+
+    def __init__(self, chart: Chart, host: Host, data: Any = None, trace: TraceHook | None = None) -> None:
+        self.chart = chart
+        self.host = host
+        self.ctx = ActionContext(self, data)
+        self.internal: deque[Event] = deque()
+        self.running = False
+        self.final: str | None = None
+        self._trace = trace
+        self._nodes = chart.states
+        self._active: set[int] = set()
+        self._atomics: list[Node] | None = None
+        self._history: dict[int, list[Node]] = {}
+        self._generation = [0] * len(chart.states)
+        self._entered: list[tuple[Node, int]] = []
+        self._candidates: dict[tuple[int, str | None], tuple[Edge, ...]] = {}
+
+    # -- public -----------------------------------------------------------------------
+
+    @property
+    def configuration(self) -> frozenset[str]:
+        return frozenset(self._nodes[i].id for i in self._active)
+
+    def is_active(self, state_id: str) -> bool:
+        node = self.chart.by_id.get(state_id)
+        return node is not None and node.index in self._active
+
+    def generation(self, node: Node) -> int:
+        return self._generation[node.index]
+
+    def start(self) -> None:
+        """Enter the initial configuration and run to completion."""
+        if self.running:
+            raise RuntimeError(f"chart {self.chart.name!r} already started")
+        self.running = True
+        to_enter: set[int] = set()
+        history_content: dict[int, Edge] = {}
+        self._add_descendants(self.chart.root, to_enter, history_content)
+        self._enter(to_enter, history_content)
+        self._macrostep(START_EVENT)
+
+    def process(self, event: Event) -> None:
+        """Process one external event to completion (a macrostep)."""
+        if not self.running:
+            return
+        if self._trace:
+            self._emit("event", event=event.name)
+        enabled = self._select(event.name, event)
+        if enabled:
+            self._microstep(enabled, event)
+        self._macrostep(event)
+
+    def stop(self) -> None:
+        """Exit every active state (innermost first) and stop."""
+        self.running = False
+        for i in sorted(self._active, reverse=True):
+            self._exit_node(self._nodes[i], START_EVENT)
+        self._active.clear()
+        self._atomics = None
+
+    # -- selection ----------------------------------------------------------------------
+
+    def _atomic_nodes(self) -> list[Node]:
+        if self._atomics is None:
+            nodes = self._nodes
+            self._atomics = [nodes[i] for i in sorted(self._active) if not nodes[i].children]
+        return self._atomics
+
+    def _candidates_for(self, atomic: Node, name: str | None) -> tuple[Edge, ...]:
+        found: list[Edge] = []
+        for state in (atomic, *atomic.ancestors):
+            for edge in state.transitions:
+                if (edge.event is None and edge.delay is None) if name is None else edge.matches(name):
+                    found.append(edge)
+        return tuple(found)
+
+    def _select(self, name: str | None, event: Event) -> list[Edge]:
+        enabled: list[Edge] = []
+        cache = self._candidates
+        for atomic in self._atomic_nodes():
+            key = (atomic.index, name)
+            cands = cache.get(key)
+            if cands is None:
+                cands = cache[key] = self._candidates_for(atomic, name)
+            for edge in cands:
+                if edge.delay is not None and event.data != self._generation[edge.source.index]:
+                    continue  # a timer armed by an earlier visit of its state
+                if edge.guard is not None and not self._guard(edge, event):
+                    continue
+                if edge not in enabled:
+                    enabled.append(edge)
+                break
+        if len(enabled) > 1:
+            enabled = self._remove_conflicts(enabled)
+        return enabled
+
+    def _guard(self, edge: Edge, event: Event) -> bool:
+        assert edge.guard is not None
+        try:
+            return bool(edge.guard(self.ctx, event))
+        except Exception as exc:  # a failing guard is false and reported, as in SCXML
+            self._fail(edge.source, f"guard {callable_name(edge.guard)}", exc)
+            return False
+
+    def _remove_conflicts(self, enabled: list[Edge]) -> list[Edge]:
+        filtered: list[Edge] = []
+        exits: dict[int, set[int]] = {}
+        for t1 in enabled:
+            exit1 = exits.setdefault(t1.index, self._exit_set((t1,)))
+            preempted = False
+            to_remove: list[Edge] = []
+            for t2 in filtered:
+                if exit1 & exits[t2.index]:
+                    if t1.source.is_descendant_of(t2.source):
+                        to_remove.append(t2)
+                    else:
+                        preempted = True
+                        break
+            if not preempted:
+                for t in to_remove:
+                    filtered.remove(t)
+                filtered.append(t1)
+        return filtered
+
+    # -- exit / entry sets ------------------------------------------------------------------
+
+    def _effective_targets(self, edge: Edge) -> list[Node]:
+        out: list[Node] = []
+        for node in edge.targets:
+            if node.kind == "history":
+                saved = self._history.get(node.index)
+                if saved is not None:
+                    out.extend(saved)
+                else:
+                    assert node.history_default is not None
+                    out.extend(self._effective_targets(node.history_default))
+            else:
+                out.append(node)
+        return out
+
+    def _domain(self, edge: Edge) -> Node | None:
+        targets = self._effective_targets(edge)
+        if not targets:
+            return None
+        src = edge.source
+        if edge.internal and src.is_compound and all(t.is_descendant_of(src) for t in targets):
+            return src
+        for anc in src.ancestors:
+            if (anc.is_compound or anc.parent is None) and all(t.is_descendant_of(anc) for t in targets):
+                return anc
+        return self.chart.root
+
+    def _exit_set(self, edges: Iterable[Edge]) -> set[int]:
+        out: set[int] = set()
+        nodes = self._nodes
+        for edge in edges:
+            if not edge.targets:
+                continue
+            domain = self._domain(edge)
+            assert domain is not None
+            d = domain.index
+            out.update(i for i in self._active if d in nodes[i].ancestor_set)
+        return out
+
+    def _add_descendants(self, node: Node, to_enter: set[int], hist: dict[int, Edge]) -> None:
+        parent = node.parent
+        if node.kind == "history":
+            assert parent is not None and node.history_default is not None
+            saved = self._history.get(node.index)
+            if saved is None:
+                hist[parent.index] = node.history_default
+                saved = list(node.history_default.targets)
+            for s in saved:
+                self._add_descendants(s, to_enter, hist)
+            for s in saved:
+                self._add_ancestors(s, parent, to_enter, hist)
+            return
+        to_enter.add(node.index)
+        if node.initial is not None:
+            self._add_descendants(node.initial, to_enter, hist)
+            self._add_ancestors(node.initial, node, to_enter, hist)
+        elif node.kind == "parallel":
+            self._enter_missing_regions(node, to_enter, hist)
+
+    def _enter_missing_regions(self, node: Node, to_enter: set[int], hist: dict[int, Edge]) -> None:
+        nodes = self._nodes
+        for child in node.regions:
+            c = child.index
+            if not any(c in nodes[s].ancestor_set for s in to_enter):
+                self._add_descendants(child, to_enter, hist)
+
+    def _add_ancestors(self, node: Node, stop: Node | None, to_enter: set[int], hist: dict[int, Edge]) -> None:
+        for anc in node.ancestors:
+            if anc is stop:
+                return
+            to_enter.add(anc.index)
+            if anc.kind == "parallel":
+                self._enter_missing_regions(anc, to_enter, hist)
+
+    def _entry_set(self, edges: list[Edge]) -> tuple[set[int], dict[int, Edge]]:
+        to_enter: set[int] = set()
+        hist: dict[int, Edge] = {}
+        for edge in edges:
+            for node in edge.targets:
+                self._add_descendants(node, to_enter, hist)
+            domain = self._domain(edge)
+            for node in self._effective_targets(edge):
+                self._add_ancestors(node, domain, to_enter, hist)
+        return to_enter, hist
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _microstep(self, edges: list[Edge], event: Event) -> None:
+        if self._trace:
+            for edge in edges:
+                self._emit(
+                    "transition", state=edge.source.id, event=event.name if edge.event else None,
+                    target=tuple(t.id for t in edge.targets),
+                )  # fmt: skip
+        nodes = self._nodes
+        exiting = sorted(self._exit_set(edges), reverse=True)
+        for i in exiting:  # remember history before anything is exited
+            node = nodes[i]
+            for h in node.histories:
+                self._history[h.index] = [c for c in node.regions if c.index in self._active]
+        for i in exiting:
+            self._exit_node(nodes[i], event)
+        for edge in edges:
+            self._run(edge.actions, event, edge.source, "transition action")
+        to_enter, hist = self._entry_set(edges)
+        self._enter(to_enter, hist, event)
+
+    def _exit_node(self, node: Node, event: Event) -> None:
+        if self._trace:
+            self._emit("exit", state=node.id)
+        if node.on_exit:
+            self._run(node.on_exit, event, node, "exit action")
+        self.host.state_stopped(node)
+        self._active.discard(node.index)
+        self._atomics = None
+
+    def _enter(self, to_enter: set[int], hist: dict[int, Edge], event: Event = START_EVENT) -> None:
+        nodes = self._nodes
+        for i in sorted(to_enter):
+            node = nodes[i]
+            self._active.add(i)
+            self._atomics = None
+            self._generation[i] += 1
+            self._entered.append((node, self._generation[i]))
+            if self._trace:
+                self._emit("entry", state=node.id)
+            if node.on_entry:
+                self._run(node.on_entry, event, node, "entry action")
+            if i in hist:
+                self._run(hist[i].actions, event, node, "history default action")
+            if node.kind == "final":
+                self._completed(node)
+
+    def _completed(self, final: Node) -> None:
+        parent = final.parent
+        assert parent is not None
+        if parent.parent is None:
+            self.running = False
+            self.final = final.id
+            if self._trace:
+                self._emit("final", state=final.id)
+            return
+        self.internal.append(Event(f"done.state.{parent.id}"))
+        grand = parent.parent
+        if grand.kind == "parallel" and all(self._in_final(r) for r in grand.regions):
+            self.internal.append(Event(f"done.state.{grand.id}"))
+
+    def _in_final(self, node: Node) -> bool:
+        if node.kind == "parallel":
+            return all(self._in_final(r) for r in node.regions)
+        return any(c.kind == "final" and c.index in self._active for c in node.children)
+
+    def _macrostep(self, event: Event) -> None:
+        while self.running:
+            enabled = self._select(None, event)
+            if not enabled:
+                if not self.internal:
+                    break
+                event = self.internal.popleft()
+                if self._trace:
+                    self._emit("event", event=event.name, detail="internal")
+                enabled = self._select(event.name, event)
+                if not enabled:
+                    continue
+            self._microstep(enabled, event)
+        entered, self._entered = self._entered, []
+        if not self.running:
+            self.stop()
+            return
+        for node, gen in entered:
+            if node.index in self._active and self._generation[node.index] == gen:
+                self.host.state_started(node, gen)
+
+    def _run(
+        self, actions: Iterable[Callable[[ActionContext, Event], None]], event: Event, node: Node, where: str
+    ) -> None:
+        for fn in actions:
+            try:
+                fn(self.ctx, event)
+            except Exception as exc:  # reported as error.execution, the chart goes on
+                self._fail(node, f"{where} {callable_name(fn)}", exc)
+
+    def _fail(self, node: Node, where: str, exc: Exception) -> None:
+        if self._trace:
+            self._emit("error", state=node.id, detail=f"{where}: {type(exc).__name__}: {exc}")
+        self.internal.append(Event("error.execution", ExecutionError(node.id, where, exc)))
+
+    def _emit(self, kind: TraceKind, **fields: Any) -> None:
+        assert self._trace is not None
+        self._trace(TraceRecord(self.host.now(), self.chart.name, kind, **fields))

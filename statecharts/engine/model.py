@@ -1,0 +1,208 @@
+"""Chart definitions in plain, typed Python.
+
+A chart is written as nested `State`, `Parallel`, `Final` and `History` nodes with
+`on(...)`, `after(...)` and `always(...)` transitions; `Chart(name, root)` validates
+and compiles it (see `compiled.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .context import ActionContext, ActivityContext
+
+STATE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# SCXML event descriptors: dotted tokens, optional trailing ".*", or "*".
+EVENT_DESCRIPTOR = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event: a dotted name and optional payload."""
+
+    name: str
+    data: Any = None
+
+
+Guard = Callable[["ActionContext", Event], bool]
+Action = Callable[["ActionContext", Event], None]
+ActivityFn = Callable[["ActivityContext"], Awaitable[None]]
+Kind = Literal["state", "parallel", "final", "history"]
+
+
+def callable_name(fn: object) -> str:
+    """A readable name for a guard, action or activity (for traces and exports)."""
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return "lambda" if name == "<lambda>" else name
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A transition as written; `target=None` means targetless (actions only)."""
+
+    event: str | None = None
+    target: str | tuple[str, ...] | None = None
+    guard: Guard | None = None
+    action: Action | Sequence[Action] | None = None
+    internal: bool = False
+    delay: float | None = None
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        if self.target is None:
+            return ()
+        return (self.target,) if isinstance(self.target, str) else tuple(self.target)
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        if self.action is None:
+            return ()
+        if callable(self.action):
+            return (self.action,)
+        return tuple(self.action)
+
+
+def on(
+    event: str,
+    target: str | tuple[str, ...] | None = None,
+    *,
+    guard: Guard | None = None,
+    action: Action | Sequence[Action] | None = None,
+    internal: bool = False,
+) -> Transition:
+    """A transition taken on `event` (an SCXML descriptor: `a.b` also matches `a.b.c`)."""
+    return Transition(event, target, guard, action, internal)
+
+
+def after(
+    seconds: float,
+    target: str | tuple[str, ...] | None = None,
+    *,
+    guard: Guard | None = None,
+    action: Action | Sequence[Action] | None = None,
+) -> Transition:
+    """A transition taken `seconds` after its source state was entered (while still in it)."""
+    return Transition(None, target, guard, action, False, seconds)
+
+
+def always(
+    target: str | tuple[str, ...] | None = None,
+    *,
+    guard: Guard | None = None,
+    action: Action | Sequence[Action] | None = None,
+) -> Transition:
+    """An eventless transition, taken as soon as its guard holds."""
+    return Transition(None, target, guard, action)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """An async function run while its state is active; it ends by posting an event."""
+
+    fn: ActivityFn
+    posts: tuple[str, ...] = ()
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or callable_name(self.fn)
+
+
+def activity(*posts: str, name: str = "") -> Callable[[ActivityFn], Activity]:
+    """Decorator declaring an activity and the events it may post."""
+
+    def wrap(fn: ActivityFn) -> Activity:
+        return Activity(fn, tuple(posts), name)
+
+    return wrap
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if callable(value) and not isinstance(value, Activity):
+        return (value,)
+    if isinstance(value, Activity):
+        return (value,)
+    return tuple(value)
+
+
+class State:
+    """A state: atomic when it has no children, compound otherwise."""
+
+    kind: Kind = "state"
+
+    def __init__(
+        self,
+        id: str,
+        *children: State | History,
+        initial: str | None = None,
+        transitions: Sequence[Transition] = (),
+        on_entry: Action | Sequence[Action] = (),
+        on_exit: Action | Sequence[Action] = (),
+        activities: Activity | Sequence[Activity] = (),
+        doc: str = "",
+    ) -> None:
+        self.id = id
+        self.children: tuple[State | History, ...] = tuple(children)
+        self.initial = initial
+        self.transitions: tuple[Transition, ...] = tuple(transitions)
+        self.on_entry: tuple[Action, ...] = _as_tuple(on_entry)
+        self.on_exit: tuple[Action, ...] = _as_tuple(on_exit)
+        self.activities: tuple[Activity, ...] = _as_tuple(activities)
+        self.doc = doc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+
+class Parallel(State):
+    """A state whose children (regions) are all active together."""
+
+    kind: Kind = "parallel"
+
+
+class Final(State):
+    """A final state: entering it completes its parent (`done.state.<parent>`)."""
+
+    kind: Kind = "final"
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        on_entry: Action | Sequence[Action] = (),
+        on_exit: Action | Sequence[Action] = (),
+        doc: str = "",
+    ) -> None:
+        super().__init__(id, on_entry=on_entry, on_exit=on_exit, doc=doc)
+
+
+class History:
+    """A shallow history pseudo-state: re-enters its parent's last active child."""
+
+    kind: Kind = "history"
+
+    def __init__(
+        self,
+        id: str,
+        default: str | None = None,
+        *,
+        action: Action | Sequence[Action] | None = None,
+    ) -> None:
+        self.id = id
+        self.default = default
+        self.action = action
+        self.children: tuple[State | History, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"History({self.id!r})"
+
+
+def valid_delay(seconds: float) -> bool:
+    return isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0

@@ -1,0 +1,225 @@
+"""`ChartRunner`: a chart as an anyio task, with activities, timers and a trace."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from .compiled import Chart, Node
+from .context import ActivityContext
+from .interpreter import Interpreter
+from .model import Activity, Event
+from .trace import TraceHook, TraceKind, TraceRecord
+
+ACTIVITY_ERROR = "error.activity"
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityFailure:
+    """Payload of `error.activity`: an activity raised instead of posting an event."""
+
+    state: str
+    activity: str
+    error: BaseException
+
+
+class _Running:
+    """One started activity: its cancel scope and context."""
+
+    __slots__ = ("ctx", "scope")
+
+    def __init__(self, scope: anyio.CancelScope, ctx: ActivityContext) -> None:
+        self.scope = scope
+        self.ctx = ctx
+
+
+class ChartRunner:
+    """Runs one chart: `await tg.start(runner.run)`, then `runner.post(...)`.
+
+    External events are processed one macrostep at a time in posting order; timers
+    (`after`) fire on the event loop's clock, which is virtual under `VirtualClock`.
+    """
+
+    def __init__(
+        self,
+        chart: Chart,
+        *,
+        data: Any = None,
+        trace: TraceHook | Sequence[TraceHook] = (),
+        burst: int = 64,
+    ) -> None:
+        hooks = (trace,) if callable(trace) else tuple(trace)
+        self.chart = chart
+        self._hooks = hooks
+        self.interpreter = Interpreter(chart, self, data, self._dispatch if hooks else None)
+        self._queue: deque[Event] = deque()
+        self._wakeup: anyio.Event | None = None
+        self._idle: anyio.Event | None = None
+        self._timers: list[tuple[float, int, int, int, str]] = []  # deadline, seq, state, gen, event
+        self._timer_seq = 0
+        self._activities: dict[int, list[_Running]] = {}
+        self._tg: TaskGroup | None = None
+        self._burst = burst
+        self.finished = anyio.Event()
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def configuration(self) -> frozenset[str]:
+        return self.interpreter.configuration
+
+    @property
+    def final(self) -> str | None:
+        """The top-level final state reached, if the chart has terminated."""
+        return self.interpreter.final
+
+    def is_active(self, state_id: str) -> bool:
+        return self.interpreter.is_active(state_id)
+
+    def post(self, name: str | Event, data: Any = None) -> None:
+        """Queue an external event (never blocks)."""
+        self._queue.append(name if isinstance(name, Event) else Event(name, data))
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until every posted event has been processed."""
+        while self._queue and not self.finished.is_set():
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
+
+    async def run(self, *, task_status: TaskStatus[ChartRunner] = anyio.TASK_STATUS_IGNORED) -> str | None:
+        """Enter the chart and process events until it reaches a top-level final state."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self.interpreter.start()
+                task_status.started(self)
+                await self._loop()
+                tg.cancel_scope.cancel()
+        finally:
+            if self.interpreter.running:
+                self.interpreter.stop()
+            self._tg = None
+            self.finished.set()
+            if self._idle is not None:
+                self._idle.set()
+        return self.interpreter.final
+
+    # -- event loop -----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        interp = self.interpreter
+        queue = self._queue
+        while interp.running:
+            burst = self._burst
+            while queue and interp.running:
+                interp.process(queue.popleft())
+                burst -= 1
+                if not burst:  # let activities and producers run
+                    burst = self._burst
+                    await anyio.lowlevel.checkpoint()
+            if not interp.running:
+                break
+            if self._fire_due_timers():
+                continue
+            if self._idle is not None:
+                self._idle.set()
+                self._idle = None
+            wakeup = self._wakeup = anyio.Event()
+            if self._timers:
+                with anyio.CancelScope(deadline=self._timers[0][0]):
+                    await wakeup.wait()
+            else:
+                await wakeup.wait()
+            self._wakeup = None
+
+    def _fire_due_timers(self) -> bool:
+        timers = self._timers
+        now = anyio.current_time()
+        fired = False
+        while timers and timers[0][0] <= now:
+            _, _, index, gen, name = heapq.heappop(timers)
+            if self.interpreter.generation(self.chart.states[index]) == gen:
+                self._queue.append(Event(name, gen))
+                fired = True
+        return fired
+
+    # -- Host -------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return anyio.current_time()
+
+    def state_started(self, node: Node, generation: int) -> None:
+        if node.timers:
+            now = anyio.current_time()
+            for delay, name in node.timers:
+                self._timer_seq += 1
+                heapq.heappush(self._timers, (now + delay, self._timer_seq, node.index, generation, name))
+            if self._wakeup is not None:
+                self._wakeup.set()
+        if node.activities:
+            assert self._tg is not None
+            running = self._activities[node.index] = []
+            for act in node.activities:
+                ctx = ActivityContext(self.interpreter, act, node.id, self.interpreter.ctx.data)
+                handle = _Running(anyio.CancelScope(), ctx)
+                running.append(handle)
+                if self._hooks:
+                    self._record("activity.start", node.id, act.label)
+                self._tg.start_soon(self._run_activity, act, node.id, handle, name=f"{node.id}:{act.label}")
+
+    def state_stopped(self, node: Node) -> None:
+        # Stale timers are dropped lazily: their generation no longer matches.
+        for handle in self._activities.pop(node.index, ()):
+            if handle.ctx.live:
+                handle.ctx._live = False
+                handle.scope.cancel()
+                if self._hooks:
+                    self._record("activity.stop", node.id, handle.ctx.activity.label, "cancelled")
+
+    async def _run_activity(self, act: Activity, state: str, handle: _Running) -> None:
+        outcome = "done"
+        with handle.scope:
+            try:
+                await act.fn(handle.ctx)
+            except Exception as exc:
+                outcome = f"error: {type(exc).__name__}: {exc}"
+                if handle.ctx.live:
+                    self.post(Event(ACTIVITY_ERROR, ActivityFailure(state, act.label, exc)))
+        if handle.ctx.live:  # ended by itself (not cancelled by an exit)
+            handle.ctx._live = False
+            if self._hooks:
+                self._record("activity.stop", state, act.label, outcome)
+
+    # -- trace ------------------------------------------------------------------------------
+
+    def _dispatch(self, record: TraceRecord) -> None:
+        for hook in self._hooks:
+            hook(record)
+
+    def _record(self, kind: TraceKind, state: str, label: str, outcome: str = "") -> None:
+        detail = f"{label} ({outcome})" if outcome else label
+        self._dispatch(TraceRecord(anyio.current_time(), self.chart.name, kind, state=state, detail=detail))
+
+
+@asynccontextmanager
+async def running(
+    chart: Chart, *, data: Any = None, trace: TraceHook | Sequence[TraceHook] = ()
+) -> AsyncIterator[ChartRunner]:
+    """`async with running(chart) as runner:` runs the chart for the block's duration."""
+    runner = ChartRunner(chart, data=data, trace=trace)
+    async with anyio.create_task_group() as tg:
+        await tg.start(runner.run)
+        try:
+            yield runner
+        finally:
+            tg.cancel_scope.cancel()
