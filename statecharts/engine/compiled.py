@@ -164,11 +164,10 @@ class Chart:
         node = Node(spec, len(self.states), parent)
         self.states.append(node)
         self.by_id[spec.id] = node
-        if spec.kind == "final" and (spec.children or getattr(spec, "transitions", ())):
-            raise FinalStateTransitionError(spec.id, "a final state cannot have transitions or children")
-        if spec.kind == "history":
-            if parent is None or parent.kind not in ("state", "parallel"):
-                raise HistoryStateError(spec.id, "a history state must be a child of a compound or parallel state")
+        if spec.kind == "final" and (spec.children or getattr(spec, "transitions", ()) or node.activities):
+            raise FinalStateTransitionError(spec.id, "a final state cannot have transitions, children or activities")
+        if spec.kind == "history" and (parent is None or parent.kind not in ("state", "parallel")):
+            raise HistoryStateError(spec.id, "a history state must be a child of a compound or parallel state")
         for child in spec.children:
             child_node = self._add(child, node)
             node.children.append(child_node)
@@ -242,6 +241,8 @@ class Chart:
                 raise InvalidTransitionError(node.id, f"{what} {fn!r} is not callable")
         edge = Edge(len(self.transitions), node, spec, event)
         edge.targets = tuple(self._lookup(node, t, "transition target") for t in spec.targets)
+        if self.root in edge.targets:
+            raise InvalidTransitionError(node.id, f"a transition cannot target the root {self.root.id!r}")
         self.transitions.append(edge)
         return edge
 

@@ -179,8 +179,13 @@ class Final(State):
         on_entry: Action | Sequence[Action] = (),
         on_exit: Action | Sequence[Action] = (),
         doc: str = "",
+        transitions: Sequence[Transition] = (),
+        activities: Activity | Sequence[Activity] = (),
     ) -> None:
-        super().__init__(id, on_entry=on_entry, on_exit=on_exit, doc=doc)
+        # transitions/activities are accepted only so that Chart() can reject them by name.
+        super().__init__(
+            id, on_entry=on_entry, on_exit=on_exit, doc=doc, transitions=transitions, activities=activities
+        )
 
 
 class History:
