@@ -65,6 +65,7 @@ class ChartRunner:
         self._timers: list[tuple[float, int, int, int, str]] = []  # deadline, seq, state, gen, event
         self._timer_seq = 0
         self._activities: dict[int, list[_Running]] = {}
+        self._state_waiters: list[tuple[str, anyio.Event]] = []
         self._tg: TaskGroup | None = None
         self._burst = burst
         self.finished = anyio.Event()
@@ -96,6 +97,25 @@ class ChartRunner:
                 self._idle = anyio.Event()
             await self._idle.wait()
 
+    async def wait_for(self, state_id: str) -> None:
+        """Wait until `state_id` is active (returns at once if it is)."""
+        if state_id not in self.chart.by_id:
+            raise KeyError(f"chart {self.chart.name!r} has no state {state_id!r}")
+        if self.is_active(state_id):
+            return
+        done = anyio.Event()
+        self._state_waiters.append((state_id, done))
+        await done.wait()
+
+    def _wake_state_waiters(self) -> None:
+        keep = []
+        for state_id, done in self._state_waiters:
+            if self.interpreter.is_active(state_id):
+                done.set()
+            else:
+                keep.append((state_id, done))
+        self._state_waiters = keep
+
     async def run(self, *, task_status: TaskStatus[ChartRunner] = anyio.TASK_STATUS_IGNORED) -> str | None:
         """Enter the chart and process events until it reaches a top-level final state."""
         try:
@@ -123,6 +143,8 @@ class ChartRunner:
             burst = self._burst
             while queue and interp.running:
                 interp.process(queue.popleft())
+                if self._state_waiters:
+                    self._wake_state_waiters()
                 burst -= 1
                 if not burst:  # let activities and producers run
                     burst = self._burst

@@ -1,0 +1,72 @@
+"""The `cellctl` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cellctl import __version__
+from cellctl.cli import app
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"cellctl {__version__}"
+
+
+def test_chart_list_names_the_demo() -> None:
+    result = runner.invoke(app, ["chart", "list"])
+    assert result.exit_code == 0
+    assert result.output.startswith("stow_demo") and "states" in result.output
+
+
+def test_chart_export_mermaid_and_scxml(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["chart", "export", "stow_demo", "--format", "mermaid"])
+    assert result.exit_code == 0 and "stateDiagram-v2" in result.output
+    out = tmp_path / "demo.scxml"
+    result = runner.invoke(app, ["chart", "export", "stow_demo", "--format", "scxml", "-o", str(out)])
+    assert result.exit_code == 0
+    assert out.read_text().startswith("<?xml") and "<scxml" in out.read_text()
+
+
+def test_chart_export_rejects_unknown_chart_and_format() -> None:
+    result = runner.invoke(app, ["chart", "export", "nope"])
+    assert result.exit_code == 2 and "no chart named 'nope'" in result.output
+    result = runner.invoke(app, ["chart", "export", "stow_demo", "--format", "png"])
+    assert result.exit_code == 2
+
+
+def test_chart_check_ok_and_findings(monkeypatch) -> None:
+    result = runner.invoke(app, ["chart", "check"])
+    assert result.exit_code == 0 and "stow_demo: ok" in result.output
+
+    from statecharts import catalog
+    from tests.statecharts.test_check_export import flawed_chart
+
+    monkeypatch.setitem(catalog.CHARTS, "flawed", flawed_chart)
+    result = runner.invoke(app, ["chart", "check", "flawed"])
+    assert result.exit_code == 1
+    assert "flawed: 6 finding(s)" in result.output
+    assert "  - dead-end: stuck:" in result.output
+
+
+def test_bad_log_level_is_a_clear_error() -> None:
+    result = runner.invoke(app, ["--log-level", "loud", "chart", "list"])
+    assert result.exit_code == 2 and "unknown log level 'loud'" in result.output
+
+
+def test_logs_are_json_lines_when_not_a_terminal(tmp_path: Path) -> None:
+    out = tmp_path / "x.mmd"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cellctl", "chart", "export", "stow_demo", "-o", str(out)],
+        capture_output=True, text=True, check=True,
+    )
+    record = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert record["event"] == "chart exported" and record["level"] == "info" and record["chart"] == "stow_demo"
+    assert proc.stdout == ""

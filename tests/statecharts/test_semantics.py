@@ -1,0 +1,398 @@
+"""SCXML semantics of the interpreter, driven synchronously."""
+
+from __future__ import annotations
+
+import pytest
+
+from statecharts.engine import ActionContext, Chart, Event, Final, History, Parallel, State, always, on
+
+from .helpers import entries_exits, interpreter, log_to
+
+
+def arm_band_chart(log: list[str] | None = None) -> Chart:
+    log = log if log is not None else []
+
+    def S(id: str, *children: State | History, **kw: object) -> State:
+        return State(id, *children, on_entry=log_to(log, f"in:{id}"), on_exit=log_to(log, f"out:{id}"), **kw)
+
+    return Chart(
+        "arm_band",
+        State(
+            "cell",
+            S("idle", transitions=[on("start", "running")]),
+            Parallel(
+                "running",
+                S(
+                    "arm",
+                    S("approach", transitions=[on("touch", "contact")]),
+                    S("contact", transitions=[on("lift", "retract")]),
+                    S("retract", transitions=[on("go", "approach")]),
+                    initial="approach",
+                ),
+                S(
+                    "band",
+                    S("closed", transitions=[on("open_band", "open")]),
+                    S("open", transitions=[on("close_band", "closed")]),
+                    initial="closed",
+                ),
+                on_entry=log_to(log, "in:running"),
+                on_exit=log_to(log, "out:running"),
+                transitions=[on("stop", "idle")],
+            ),
+            initial="idle",
+        ),
+    )
+
+
+def test_initial_configuration_enters_outermost_first() -> None:
+    interp, rec, _ = interpreter(arm_band_chart())
+    assert interp.configuration == {"cell", "idle"}
+    assert entries_exits(rec) == ["entry:cell", "entry:idle"]
+
+
+def test_parallel_entry_outermost_first_and_exit_innermost_first() -> None:
+    log: list[str] = []
+    interp, _rec, _ = interpreter(arm_band_chart(log))
+    interp.process(Event("start"))
+    assert log[-5:] == ["in:running", "in:arm", "in:approach", "in:band", "in:closed"]
+    interp.process(Event("touch"))
+    interp.process(Event("open_band"))
+    log.clear()
+    interp.process(Event("stop"))
+    # Reverse document order: each region innermost-first, later region first, parent last.
+    assert log == ["out:open", "out:band", "out:contact", "out:arm", "out:running", "in:idle"]
+    assert interp.configuration == {"cell", "idle"}
+
+
+def test_events_in_parallel_regions_each_take_their_transition() -> None:
+    interp, rec, _ = interpreter(arm_band_chart())
+    interp.process(Event("start"))
+    interp.process(Event("touch"))
+    interp.process(Event("open_band"))
+    assert interp.configuration == {"cell", "running", "arm", "contact", "band", "open"}
+    transitions = [(r.state, r.target, r.event) for r in rec.of_kind("transition")]
+    assert transitions[-2:] == [("approach", ("contact",), "touch"), ("closed", ("open",), "open_band")]
+
+
+def test_document_order_picks_first_enabled_transition_and_guards_filter() -> None:
+    chart = Chart(
+        "order",
+        State(
+            "root",
+            State(
+                "a",
+                transitions=[
+                    on("go", "b", guard=lambda ctx, ev: ev.data == "b"),
+                    on("go", "c"),
+                    on("go", "b"),
+                ],
+            ),
+            State("b"),
+            State("c"),
+            initial="a",
+            transitions=[on("reset", "a")],
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("go"))
+    assert interp.is_active("c")
+    interp.process(Event("reset"))
+    interp.process(Event("go", "b"))
+    assert interp.is_active("b")
+
+
+def test_descendant_transition_preempts_ancestor_transition() -> None:
+    chart = Chart(
+        "preempt",
+        State(
+            "root",
+            State("outer", State("inner", transitions=[on("e", "x")]), initial="inner", transitions=[on("e", "y")]),
+            State("x"),
+            State("y"),
+            initial="outer",
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("e"))
+    assert interp.is_active("x") and not interp.is_active("y")
+
+
+def test_conflict_between_regions_leaving_parallel_keeps_first_in_document_order() -> None:
+    chart = Chart(
+        "conflict",
+        State(
+            "root",
+            Parallel(
+                "p",
+                State("r1", State("a", transitions=[on("e", "x")]), initial="a"),
+                State("r2", State("b", transitions=[on("e", "y")]), initial="b"),
+            ),
+            State("x"),
+            State("y"),
+            initial="p",
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("e"))
+    assert interp.configuration == {"root", "x"}
+
+
+def test_event_descriptors_match_prefix_tokens_and_wildcard() -> None:
+    chart = Chart(
+        "desc",
+        State(
+            "root",
+            State("a", transitions=[on("error", "b")]),
+            State("b", transitions=[on("error.x", "c"), on("*", "a")]),
+            State("c", transitions=[on("errorx", "a")]),
+            initial="a",
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("error.activity"))
+    assert interp.is_active("b")
+    interp.process(Event("error.xy"))  # "error.x" does not match "error.xy"
+    assert interp.is_active("a")  # "*" did
+    interp.process(Event("error.x.deep"))
+    interp.process(Event("error.x.deep"))
+    assert interp.is_active("c")
+    interp.process(Event("error"))  # "errorx" is not a token prefix of "error"
+    assert interp.is_active("c")
+
+
+def test_internal_transition_does_not_exit_source_but_external_does() -> None:
+    log: list[str] = []
+    chart = Chart(
+        "kinds",
+        State(
+            "root",
+            State(
+                "s",
+                State("s1"),
+                State("s2"),
+                initial="s1",
+                on_entry=log_to(log, "in:s"),
+                on_exit=log_to(log, "out:s"),
+                transitions=[on("internal", "s2", internal=True), on("external", "s2")],
+            ),
+            initial="s",
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    log.clear()
+    interp.process(Event("internal"))
+    assert log == [] and interp.is_active("s2")
+    interp.process(Event("external"))
+    assert log == ["out:s", "in:s"] and interp.is_active("s2")
+
+
+def test_targetless_transition_runs_action_without_exit_or_entry() -> None:
+    log: list[str] = []
+    chart = Chart(
+        "targetless",
+        State("root", State("a", on_exit=log_to(log, "out:a"), transitions=[on("tick", action=log_to(log, "tick"))]),
+              initial="a"),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("tick"))
+    assert log == ["tick"] and interp.is_active("a")
+
+
+def test_transition_order_exit_then_action_then_entry() -> None:
+    log: list[str] = []
+    chart = Chart(
+        "order",
+        State(
+            "root",
+            State("a", on_exit=log_to(log, "out:a"), transitions=[on("go", "b", action=log_to(log, "act"))]),
+            State("b", on_entry=log_to(log, "in:b")),
+            initial="a",
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("go"))
+    assert log == ["out:a", "act", "in:b"]
+
+
+def test_eventless_transitions_and_internal_queue_before_external() -> None:
+    seen: list[str] = []
+
+    def raise_two(ctx: ActionContext, event: Event) -> None:
+        ctx.raise_event("first")
+        ctx.send("external_later")
+        ctx.raise_event("second")
+
+    def note(ctx: ActionContext, event: Event) -> None:
+        seen.append(event.name)
+
+    chart = Chart(
+        "queues",
+        State(
+            "root",
+            State("a", transitions=[on("go", "b", action=raise_two)]),
+            State("b", transitions=[on("first", "c", action=note)]),
+            State("c", transitions=[on("second", "d", action=note)]),
+            State("d", transitions=[always("e", guard=lambda ctx, ev: True)]),
+            State("e"),
+            initial="a",
+        ),
+    )
+    interp, _, host = interpreter(chart)
+    interp.process(Event("go"))
+    # Both internal events were handled within the macrostep; the external one waits.
+    assert seen == ["first", "second"]
+    assert interp.is_active("e")
+    assert [e.name for e in host.external] == ["external_later"]
+
+
+def test_eventless_transition_waits_for_its_guard() -> None:
+    flag = {"ready": False}
+    chart = Chart(
+        "eventless",
+        State(
+            "root",
+            State("wait", transitions=[always("go", guard=lambda ctx, ev: flag["ready"])]),
+            State("go"),
+            initial="wait",
+            transitions=[on("poke", internal=True)],
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    assert interp.is_active("wait")
+    flag["ready"] = True
+    interp.process(Event("poke"))
+    assert interp.is_active("go")
+
+
+def test_final_states_raise_done_events_for_compound_and_parallel() -> None:
+    chart = Chart(
+        "done",
+        State(
+            "root",
+            Parallel(
+                "p",
+                State("r1", State("a", transitions=[on("fa", "a_end")]), Final("a_end"), initial="a"),
+                State("r2", State("b", transitions=[on("fb", "b_end")]), Final("b_end"), initial="b"),
+                transitions=[on("done.state.p", "after_p")],
+            ),
+            State("after_p"),
+            initial="p",
+            transitions=[on("done.state.r1", internal=True, action=lambda ctx, ev: ctx.data.append(ev.name))],
+        ),
+    )
+    seen: list[str] = []
+    interp, rec, _ = interpreter(chart, seen)
+    interp.process(Event("fa"))
+    assert seen == ["done.state.r1"] and interp.is_active("p")
+    interp.process(Event("fb"))
+    assert interp.configuration == {"root", "after_p"}
+    internal = [r.event for r in rec.of_kind("event") if r.detail == "internal"]
+    assert internal == ["done.state.r1", "done.state.r2", "done.state.p"]
+
+
+def test_top_level_final_stops_the_chart_and_exits_everything() -> None:
+    chart = Chart(
+        "stop",
+        State("root", State("a", State("a1"), initial="a1", transitions=[on("quit", "end")]), Final("end"),
+              initial="a"),
+    )
+    interp, rec, _ = interpreter(chart)
+    interp.process(Event("quit"))
+    assert not interp.running and interp.final == "end"
+    assert interp.configuration == frozenset()
+    assert entries_exits(rec)[-2:] == ["exit:end", "exit:root"]
+    interp.process(Event("anything"))  # ignored once stopped
+
+
+def test_shallow_history_restores_last_child() -> None:
+    chart = Chart(
+        "history",
+        State(
+            "root",
+            State(
+                "work",
+                History("h"),
+                State("w1", transitions=[on("next", "w2")]),
+                State("w2", State("deep1", transitions=[on("deeper", "deep2")]), State("deep2"), initial="deep1",
+                      transitions=[on("next", "w3")]),
+                State("w3"),
+                initial="w1",
+                transitions=[on("pause", "paused")],
+            ),
+            State("paused", transitions=[on("resume", "h"), on("restart", "work")]),
+            initial="work",
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("pause"))
+    interp.process(Event("resume"))
+    assert interp.is_active("w1")  # last child was the initial one
+    interp.process(Event("next"))
+    interp.process(Event("deeper"))
+    interp.process(Event("pause"))
+    interp.process(Event("resume"))
+    # Shallow: w2 is restored, but its own default child, not deep2.
+    assert interp.configuration == {"root", "work", "w2", "deep1"}
+    interp.process(Event("pause"))
+    interp.process(Event("restart"))
+    assert interp.is_active("w1")
+
+
+def test_history_default_used_before_first_visit() -> None:
+    log: list[str] = []
+    chart = Chart(
+        "hdefault",
+        State(
+            "root",
+            State("off", transitions=[on("on", "h")]),
+            State("work", History("h", "w2", action=log_to(log, "default")), State("w1"), State("w2"), initial="w1"),
+            initial="off",
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("on"))
+    assert interp.is_active("w2") and log == ["default"]
+
+
+def test_failing_guard_and_action_raise_error_execution_and_chart_goes_on() -> None:
+    def boom(ctx: ActionContext, event: Event) -> None:
+        raise RuntimeError("actuator table missing")
+
+    def bad_guard(ctx: ActionContext, event: Event) -> bool:
+        raise KeyError("sensor")
+
+    chart = Chart(
+        "errors",
+        State(
+            "root",
+            State("a", transitions=[on("go", "x", guard=bad_guard), on("go", "b", action=boom)]),
+            State("b", transitions=[on("error.execution", "failed")]),
+            State("x"),
+            State("failed"),
+            initial="a",
+        ),
+    )
+    interp, rec, _ = interpreter(chart)
+    interp.process(Event("go"))
+    assert interp.is_active("failed")
+    errors = rec.of_kind("error")
+    assert [e.state for e in errors] == ["a", "a"]
+    assert "bad_guard" in errors[0].detail and "KeyError" in errors[0].detail
+    assert "boom" in errors[1].detail and "actuator table missing" in errors[1].detail
+
+
+def test_start_twice_is_an_error() -> None:
+    interp, _, _ = interpreter(arm_band_chart())
+    with pytest.raises(RuntimeError, match="already started"):
+        interp.start()
+
+
+def test_host_is_told_which_states_remain_active_after_macrostep() -> None:
+    chart = Chart(
+        "transient",
+        State("root", State("a", transitions=[always("b")]), State("b"), initial="a"),
+    )
+    _interp, _, host = interpreter(chart)
+    # "a" was entered and left within the first macrostep: its work never starts.
+    assert host.started == ["root", "b"]
+    assert host.stopped == ["a"]
