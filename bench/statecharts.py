@@ -29,17 +29,17 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import importlib.metadata  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from time import perf_counter  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import gc
+import importlib.metadata
+import json
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
 
-from statecharts.engine import (  # noqa: E402
+from statecharts.engine import (
     ActionContext,
     Chart,
     Event,
@@ -52,7 +52,7 @@ from statecharts.engine import (  # noqa: E402
 
 sys.path.append(str(_HERE))
 
-from statechart_peers import (  # noqa: E402
+from statechart_peers import (
     PEERS,
     TARGET,
     PeerResult,
