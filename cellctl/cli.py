@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,10 +11,12 @@ import structlog
 import typer
 
 from statecharts import catalog
+from statecharts.engine import Chart, TraceRecord
 from statecharts.engine.check import check
 from statecharts.engine.export import to_mermaid, to_scxml
 
 from . import __version__, logs
+from .chartsim import ScriptedEvent, simulate
 
 app = typer.Typer(
     name="cellctl",
@@ -52,11 +55,15 @@ def root(
         raise typer.BadParameter(str(exc), param_hint="--log-level") from None
 
 
-def _load(name: str):
+def _entry(name: str) -> catalog.Entry:
     try:
-        return catalog.load(name)
+        return catalog.entry(name)
     except KeyError as exc:
         raise typer.BadParameter(exc.args[0], param_hint="NAME") from None
+
+
+def _load(name: str) -> Chart:
+    return _entry(name).build()
 
 
 @chart_app.command("list")
@@ -105,6 +112,29 @@ def chart_check(
             typer.echo(f"{chart_name}: ok")
     if total:
         raise typer.Exit(1)
+
+
+@chart_app.command("simulate")
+def chart_simulate(
+    name: Annotated[str, typer.Argument(help="Chart name (see `cellctl chart list`).")],
+    event: Annotated[
+        list[str] | None, typer.Option("--event", "-e", help="SECONDS:EVENT to post, e.g. 0:start (repeatable).")
+    ] = None,
+    until: Annotated[float, typer.Option(help="Stop after this many virtual seconds.", min=0)] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per trace record.")] = False,
+) -> None:
+    """Run a chart on virtual time against scripted events and print its trace."""
+    try:
+        script = [ScriptedEvent.parse(text) for text in event or []]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--event") from None
+    entry = _entry(name)
+
+    def show(record: TraceRecord) -> None:
+        typer.echo(json.dumps(record.as_dict()) if as_json else str(record))
+
+    final = simulate(entry.build(), entry.data(), script, until, show)
+    log.info("simulation ended", chart=name, final=final, virtual_s=until if final is None else None)
 
 
 def main() -> None:

@@ -8,8 +8,6 @@ from typing import TextIO
 
 import structlog
 
-from statecharts.engine import TraceRecord
-
 
 def configure(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
     """Route structlog (and stdlib logging) to `stream` (stderr by default).
@@ -38,17 +36,3 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric, stream=stream, format="%(levelname)s %(name)s: %(message)s", force=True)
-
-
-def trace_to_log(logger: structlog.typing.FilteringBoundLogger | None = None) -> ChartTraceLogger:
-    return ChartTraceLogger(logger or structlog.get_logger("statechart"))
-
-
-class ChartTraceLogger:
-    """A chart trace hook that logs every record at debug level."""
-
-    def __init__(self, logger: structlog.typing.FilteringBoundLogger) -> None:
-        self.logger = logger
-
-    def __call__(self, record: TraceRecord) -> None:
-        self.logger.debug("chart." + record.kind, **{k: v for k, v in record.as_dict().items() if k != "kind"})

@@ -1,14 +1,23 @@
-"""The charts `cellctl chart ...` knows, by name."""
+"""The charts `cellctl chart ...` knows, by name, with the data each runs on."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from . import demo
 from .engine import Chart
 
-CHARTS: dict[str, Callable[[], Chart]] = {
-    "stow_demo": demo.build,
+
+@dataclass(frozen=True)
+class Entry:
+    build: Callable[[], Chart]
+    data: Callable[[], Any] = lambda: None
+
+
+CHARTS: dict[str, Entry] = {
+    "stow_demo": Entry(demo.build, demo.DemoData),
 }
 
 
@@ -16,9 +25,12 @@ def names() -> list[str]:
     return sorted(CHARTS)
 
 
-def load(name: str) -> Chart:
+def entry(name: str) -> Entry:
     try:
-        factory = CHARTS[name]
+        return CHARTS[name]
     except KeyError:
         raise KeyError(f"no chart named {name!r}; known charts: {', '.join(names())}") from None
-    return factory()
+
+
+def load(name: str) -> Chart:
+    return entry(name).build()

@@ -49,7 +49,7 @@ def test_chart_check_ok_and_findings(monkeypatch) -> None:
     from statecharts import catalog
     from tests.statecharts.test_check_export import flawed_chart
 
-    monkeypatch.setitem(catalog.CHARTS, "flawed", flawed_chart)
+    monkeypatch.setitem(catalog.CHARTS, "flawed", catalog.Entry(flawed_chart))
     result = runner.invoke(app, ["chart", "check", "flawed"])
     assert result.exit_code == 1
     assert "flawed: 6 finding(s)" in result.output
@@ -70,3 +70,22 @@ def test_logs_are_json_lines_when_not_a_terminal(tmp_path: Path) -> None:
     record = json.loads(proc.stderr.strip().splitlines()[-1])
     assert record["event"] == "chart exported" and record["level"] == "info" and record["chart"] == "stow_demo"
     assert proc.stdout == ""
+
+
+def test_chart_simulate_prints_the_virtual_time_trace() -> None:
+    args = ["chart", "simulate", "stow_demo", "-e", "0:start", "-e", "20:start", "-e", "22:pause", "-e", "30:resume"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    entered_on_resume = [r["state"] for r in records if r["kind"] == "entry" and r["time"] == 30.0]
+    assert entered_on_resume == ["cycle", "arm", "insert", "band", "band_closed"]  # history: back to insert
+    assert records[-1]["time"] <= 60.0  # --until defaults to 60 virtual seconds
+    again = runner.invoke(app, [*args, "--json"])
+    assert again.stdout == result.stdout  # virtual time: the same trace every run
+
+
+def test_chart_simulate_rejects_bad_scripted_events() -> None:
+    for bad in ("start", "-1:start", "x:start", "nan:start", "3:"):
+        result = runner.invoke(app, ["chart", "simulate", "stow_demo", "-e", bad])
+        assert result.exit_code == 2, bad
+        assert "SECONDS:EVENT" in result.output
