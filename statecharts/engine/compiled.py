@@ -166,6 +166,8 @@ class Chart:
         self.by_id[spec.id] = node
         if spec.kind == "final" and (spec.children or getattr(spec, "transitions", ()) or node.activities):
             raise FinalStateTransitionError(spec.id, "a final state cannot have transitions, children or activities")
+        if spec.kind == "final" and parent is not None and parent.kind == "parallel":
+            raise FinalStateTransitionError(spec.id, "a final state cannot be a region of a parallel state")
         if spec.kind == "history" and (parent is None or parent.kind not in ("state", "parallel")):
             raise HistoryStateError(spec.id, "a history state must be a child of a compound or parallel state")
         for child in spec.children:
@@ -236,6 +238,9 @@ class Chart:
             event = delays[spec.delay]
         elif event is not None and (not isinstance(event, str) or not EVENT_DESCRIPTOR.match(event)):
             raise InvalidTransitionError(node.id, f"malformed event descriptor {event!r}")
+        elif event is not None and event.split(".")[0] == TIMER_PREFIX:
+            reserved = f"event {event!r}: names starting '{TIMER_PREFIX}.' are reserved for after() timers"
+            raise InvalidTransitionError(node.id, reserved)
         for fn, what in ((spec.guard, "guard"), *((a, "action") for a in spec.actions)):
             if fn is not None and not callable(fn):
                 raise InvalidTransitionError(node.id, f"{what} {fn!r} is not callable")

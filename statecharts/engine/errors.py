@@ -28,7 +28,7 @@ class InvalidInitialError(ChartDefinitionError):
 
 
 class FinalStateTransitionError(ChartDefinitionError):
-    """A final state has outgoing transitions (or children, or activities)."""
+    """A final state has transitions, children or activities, or is a parallel region."""
 
 
 class InvalidStateIdError(ChartDefinitionError):

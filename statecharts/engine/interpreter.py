@@ -12,12 +12,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .compiled import Chart, Edge, Node
+from .compiled import TIMER_PREFIX, Chart, Edge, Node
 from .context import ActionContext
 from .model import Event, callable_name
 from .trace import TraceHook, TraceKind, TraceRecord
 
 START_EVENT = Event("init")
+TIMER_EVENT_PREFIX = TIMER_PREFIX + "."
+MAX_MICROSTEPS = 10_000  # per macrostep: more means an eventless or internal-event cycle
+
+
+class LivelockError(RuntimeError):
+    """A macrostep did not complete: eventless transitions or internal events cycle."""
 
 
 class Host(Protocol):
@@ -60,6 +66,8 @@ class Interpreter:
         self._generation = [0] * len(chart.states)
         self._entered: list[tuple[Node, int]] = []
         self._candidates: dict[tuple[int, str | None], tuple[Edge, ...]] = {}
+        self._failed_guards: set[int] = set()  # edges whose guard raised in this macrostep
+        self._last_event = START_EVENT
 
     # -- public -----------------------------------------------------------------------
 
@@ -100,7 +108,7 @@ class Interpreter:
         """Exit every active state (innermost first) and stop."""
         self.running = False
         for i in sorted(self._active, reverse=True):
-            self._exit_node(self._nodes[i], START_EVENT)
+            self._exit_node(self._nodes[i], self._last_event)
         self._active.clear()
         self._atomics = None
 
@@ -113,6 +121,8 @@ class Interpreter:
         return self._atomics
 
     def _candidates_for(self, atomic: Node, name: str | None) -> tuple[Edge, ...]:
+        if name is not None and name.startswith(TIMER_EVENT_PREFIX):  # private to its after() transitions
+            return tuple(e for s in (atomic, *atomic.ancestors) for e in s.transitions if e.event == name)
         found: list[Edge] = []
         for state in (atomic, *atomic.ancestors):
             for edge in state.transitions:
@@ -142,9 +152,12 @@ class Interpreter:
 
     def _guard(self, edge: Edge, event: Event) -> bool:
         assert edge.guard is not None
+        if edge.index in self._failed_guards:
+            return False
         try:
             return bool(edge.guard(self.ctx, event))
-        except Exception as exc:  # a failing guard is false and reported, as in SCXML
+        except Exception as exc:  # false and reported (once per macrostep), as in SCXML
+            self._failed_guards.add(edge.index)
             self._fail(edge.source, f"guard {callable_name(edge.guard)}", exc)
             return False
 
@@ -252,6 +265,8 @@ class Interpreter:
             domain = self._domain(edge)
             for node in self._effective_targets(edge):
                 self._add_ancestors(node, domain, to_enter, hist)
+            if domain is not None and domain.kind == "parallel":  # only a parallel root
+                self._enter_missing_regions(domain, to_enter, hist)
         return to_enter, hist
 
     # -- steps ----------------------------------------------------------------------------
@@ -283,6 +298,7 @@ class Interpreter:
             self._run(node.on_exit, event, node, "exit action")
         self.host.state_stopped(node)
         self._active.discard(node.index)
+        self._generation[node.index] += 1  # timers of this visit are now stale
         self._atomics = None
 
     def _enter(self, to_enter: set[int], hist: dict[int, Edge], event: Event = START_EVENT) -> None:
@@ -322,7 +338,16 @@ class Interpreter:
         return any(c.kind == "final" and c.index in self._active for c in node.children)
 
     def _macrostep(self, event: Event) -> None:
+        self._last_event = event
+        steps = 0
         while self.running:
+            steps += 1
+            if steps > MAX_MICROSTEPS:
+                self.internal.clear()
+                raise LivelockError(
+                    f"chart {self.chart.name!r}: no stable configuration after {MAX_MICROSTEPS} microsteps "
+                    f"(eventless transitions or internal events cycle; active: {sorted(self.configuration)})"
+                )
             enabled = self._select(None, event)
             if not enabled:
                 if not self.internal:
@@ -335,6 +360,7 @@ class Interpreter:
                     continue
             self._microstep(enabled, event)
         entered, self._entered = self._entered, []
+        self._failed_guards.clear()
         if not self.running:
             self.stop()
             return

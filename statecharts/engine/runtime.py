@@ -22,6 +22,10 @@ from .trace import TraceHook, TraceKind, TraceRecord
 ACTIVITY_ERROR = "error.activity"
 
 
+class ChartFinishedError(RuntimeError):
+    """Waited for a state of a chart that has ended."""
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityFailure:
     """Payload of `error.activity`: an activity raised instead of posting an event."""
@@ -102,11 +106,12 @@ class ChartRunner:
         """Wait until `state_id` is active (returns at once if it is)."""
         if state_id not in self.chart.by_id:
             raise KeyError(f"chart {self.chart.name!r} has no state {state_id!r}")
-        if self.is_active(state_id):
-            return
-        done = anyio.Event()
-        self._state_waiters.append((state_id, done))
-        await done.wait()
+        if not self.is_active(state_id) and not self.finished.is_set():
+            done = anyio.Event()
+            self._state_waiters.append((state_id, done))
+            await done.wait()
+        if not self.is_active(state_id):
+            raise ChartFinishedError(f"chart {self.chart.name!r} ended in {self.final!r} before {state_id!r}")
 
     def _wake_state_waiters(self) -> None:
         keep = []
@@ -131,6 +136,9 @@ class ChartRunner:
                 self.interpreter.stop()
             self._tg = None
             self.finished.set()
+            for _, done in self._state_waiters:
+                done.set()
+            self._state_waiters.clear()
             if self._idle is not None:
                 self._idle.set()
         return self.interpreter.final
@@ -147,9 +155,10 @@ class ChartRunner:
                 if self._state_waiters:
                     self._wake_state_waiters()
                 burst -= 1
-                if not burst:  # let activities and producers run
+                if not burst:  # let activities and producers run; timers take their turn
                     burst = self._burst
                     await anyio.lowlevel.checkpoint()
+                    self._fire_due_timers()
             if not interp.running:
                 break
             if self._fire_due_timers():
@@ -210,6 +219,8 @@ class ChartRunner:
                     self._record("activity.stop", node.id, handle.ctx.activity.label, "cancelled")
 
     async def _run_activity(self, act: Activity, state: str, handle: _Running) -> None:
+        if not handle.ctx.live:  # its state was left before this task first ran
+            return
         outcome = "done"
         with handle.scope:
             try:

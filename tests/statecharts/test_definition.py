@@ -93,6 +93,16 @@ CASES = [
         InvalidTransitionError, "a", "root",
     ),
     (
+        "final state as a parallel region",
+        lambda: State("root", Parallel("p", State("r1"), Final("f")), initial="p"),
+        FinalStateTransitionError, "f", "region",
+    ),
+    (
+        "timer event names are reserved",
+        lambda: State("root", State("a", transitions=[on("after.a.0", "a")]), initial="a"),
+        InvalidTransitionError, "a", "reserved",
+    ),
+    (
         "parallel with initial",
         lambda: State("root", Parallel("p", State("r1"), initial="r1"), initial="p"),
         InvalidInitialError, "p", "parallel",
