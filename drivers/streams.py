@@ -9,7 +9,7 @@ never blocks the driver; a slow consumer only loses its own oldest samples.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, Literal, TypeVar
 
@@ -80,6 +80,7 @@ class Topic(Generic[T]):
     def __init__(self, name: str) -> None:
         self.name = name
         self._subs: list[Subscription[T]] = []
+        self._taps: list[Callable[[T], None]] = []
         self.published = 0
         self.closed = False
 
@@ -99,8 +100,22 @@ class Topic(Generic[T]):
         finally:
             sub.close()
 
+    def add_tap(self, tap: Callable[[T], None]) -> None:
+        """Call `tap(item)` synchronously on every publish, before any subscriber wakes.
+
+        For reflexes (the force guard) that must not wait for a task switch; a tap must
+        be quick and must not raise.
+        """
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: Callable[[T], None]) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+
     def publish(self, item: T) -> None:
         self.published += 1
+        for tap in self._taps:
+            tap(item)
         for sub in self._subs:
             sub._push(item)
 

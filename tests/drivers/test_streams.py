@@ -57,3 +57,13 @@ def test_closed_subscription_stops_receiving_and_bad_maxlen_is_rejected() -> Non
     assert sub.drain() == [1] and sub.closed
     with pytest.raises(ValueError, match="maxlen"):
         topic.subscribe(maxlen=0)
+
+
+def test_taps_see_every_sample_before_subscribers() -> None:
+    topic: Topic[int] = Topic("ft")
+    seen: list[tuple[str, int]] = []
+    sub = topic.subscribe()
+    topic.add_tap(lambda x: seen.append(("tap", x)))
+    topic.publish(1)
+    seen.extend(("sub", x) for x in sub.drain())
+    assert seen == [("tap", 1), ("sub", 1)]
