@@ -9,13 +9,26 @@ from typing import TextIO
 import structlog
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the time (it may be replaced, e.g. by a test runner)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
     """Route structlog (and stdlib logging) to `stream` (stderr by default).
 
     Logs go to stderr so that command output on stdout (exports, JSON) stays clean;
     `json=None` picks JSON lines unless the stream is a terminal.
     """
-    stream = stream or sys.stderr
+    stream = stream or _CurrentStderr()  # type: ignore[assignment]
     as_json = not stream.isatty() if json is None else json
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
@@ -36,3 +49,4 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric, stream=stream, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("pymodbus").setLevel(max(numeric, logging.WARNING))  # no per-frame hex dumps
