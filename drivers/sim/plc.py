@@ -1,0 +1,307 @@
+"""Simulated stow-station PLC: an asyncua OPC UA server with a conveyor, a pod and interlocks.
+
+The simulation (or a test) drives it through a Python API: `arrive`, `present_pod`,
+`set_interlock`, plus `inject` for faults (Bad status, wrong variant type). Station state
+lives in this object, not in the server, so `serve()` can be cancelled and started again
+(same port): the restarted server comes back with the same arrivals, pod and interlocks,
+and changes made while it was down show up when it returns.
+
+Address space (namespace `urn:cellctl:sim:plc`, string NodeIds `StowStation.<path>`):
+Conveyor.{ArrivalSeq, ArrivalLog, IndexCount, SpeedSetpoint}, methods
+Conveyor.AcknowledgeItem(item_id: String) -> Boolean and Conveyor.IndexConveyor() -> Boolean;
+Pod.{PodSeq, PodId, Face, BinLayout}; Interlocks.{EStopActive, LightCurtainBroken, DoorOpen}.
+See `drivers/plc_nodes.py` for the data contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from asyncua import Server, ua
+from asyncua.common.methods import uamethod
+
+from drivers.plc_nodes import INTERLOCK_NAMES, SIM_NAMESPACE, BinLayout
+
+_log = logging.getLogger(__name__)
+
+VT = ua.VariantType
+
+# driver-side variable name -> (browse path under StowStation, variant type, writable by clients)
+_VARIABLES: dict[str, tuple[str, ua.VariantType, bool]] = {
+    "conveyor.arrival_seq": ("Conveyor.ArrivalSeq", VT.UInt32, False),
+    "conveyor.arrival_log": ("Conveyor.ArrivalLog", VT.String, False),
+    "conveyor.index_count": ("Conveyor.IndexCount", VT.UInt32, False),
+    "conveyor.speed_setpoint": ("Conveyor.SpeedSetpoint", VT.Double, True),
+    "pod.pod_seq": ("Pod.PodSeq", VT.UInt32, False),
+    "pod.pod_id": ("Pod.PodId", VT.String, False),
+    "pod.face": ("Pod.Face", VT.String, False),
+    "pod.bin_layout": ("Pod.BinLayout", VT.String, False),
+    "interlocks.estop_active": ("Interlocks.EStopActive", VT.Boolean, False),
+    "interlocks.light_curtain_broken": ("Interlocks.LightCurtainBroken", VT.Boolean, False),
+    "interlocks.door_open": ("Interlocks.DoorOpen", VT.Boolean, False),
+}
+
+
+@dataclass(frozen=True)
+class SimItem:
+    """An item put on the conveyor. Not validated: tests post bad dimensions on purpose."""
+
+    item_id: str
+    length_mm: float
+    width_mm: float
+    height_mm: float
+    weight_kg: float
+
+
+@dataclass(frozen=True)
+class SimPod:
+    """A pod face presented at the station; `layout` may be a raw string to post bad JSON."""
+
+    pod_id: str
+    face: str
+    layout: BinLayout | str
+
+
+class PlcSim:
+    """The simulated PLC. `serve()` runs the OPC UA server; the other methods change station state."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        path: str = "/cellctl/plc",
+        history: int = 64,
+    ) -> None:
+        self.host = host
+        self.port = port  # 0 until first bound; restarts reuse the bound port
+        self.path = path
+        self.arrival_seq = 0
+        self._log: deque[str] = deque(maxlen=history)  # JSON records, oldest first
+        self.acknowledged: list[str] = []
+        self.index_count = 0
+        self.speed_setpoint = 500.0
+        self.pod_seq = 0
+        self._pod: SimPod | None = None
+        self.interlocks: dict[str, bool] = dict.fromkeys(INTERLOCK_NAMES, False)
+        self._server: Server | None = None
+        self._ids: dict[str, ua.NodeId] = {}
+        self._up = anyio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"opc.tcp://{self.host}:{self.port}{self.path}"
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
+    # ------------------------------------------------------------------ server
+
+    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the OPC UA server until cancelled; reports the bound port via `task_status`."""
+        server = Server()
+        await server.init()
+        server.set_endpoint(f"opc.tcp://{self.host}:{self.port}{self.path}")
+        server.set_server_name("cellctl simulated stow-station PLC")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        idx = await server.register_namespace(SIM_NAMESPACE)
+        await self._build(server, idx)
+        await server.start()
+        try:
+            assert server.bserver is not None
+            self.port = server.bserver.port
+            self._server = server
+            for name in _VARIABLES:  # catch up with changes made while the address space was being built
+                await self._write(name, self._current(name))
+            self._up.set()
+            _log.info("simulated PLC listening on %s", self.url)
+            task_status.started(self.port)
+            await anyio.sleep_forever()
+        finally:
+            self._server = None
+            self._up = anyio.Event()
+            with anyio.CancelScope(shield=True):
+                # setpoints written by clients are retained across a restart, like PLC retain memory
+                with contextlib.suppress(Exception):
+                    speed = await server.get_node(self._ids["conveyor.speed_setpoint"]).read_value()
+                    self.speed_setpoint = float(speed)
+                await _stop_quickly(server)
+
+    async def wait_serving(self) -> None:
+        await self._up.wait()
+
+    async def _build(self, server: Server, idx: int) -> None:
+        station = await server.nodes.objects.add_object(ua.NodeId("StowStation", idx), "StowStation")
+        folders = {}
+        for group in ("Conveyor", "Pod", "Interlocks"):
+            folders[group] = await station.add_object(ua.NodeId(f"StowStation.{group}", idx), group)
+        self._ids = {}
+        for name, (path, vtype, writable) in _VARIABLES.items():
+            group, leaf = path.split(".")
+            nodeid = ua.NodeId(f"StowStation.{path}", idx)
+            value = self._current(name)
+            var = await folders[group].add_variable(nodeid, leaf, ua.Variant(value, vtype), vtype)
+            if writable:
+                await var.set_writable()
+            self._ids[name] = nodeid
+        conveyor = folders["Conveyor"]
+        await conveyor.add_method(
+            ua.NodeId("StowStation.Conveyor.AcknowledgeItem", idx),
+            "AcknowledgeItem",
+            uamethod(self._acknowledge_item),
+            [VT.String],
+            [VT.Boolean],
+        )
+        await conveyor.add_method(
+            ua.NodeId("StowStation.Conveyor.IndexConveyor", idx),
+            "IndexConveyor",
+            uamethod(self._index_conveyor),
+            [],
+            [VT.Boolean],
+        )
+
+    def _current(self, name: str) -> Any:
+        """The state value behind a variable (used to (re)build the address space)."""
+        pod = self._pod
+        match name:
+            case "conveyor.arrival_seq":
+                return self.arrival_seq
+            case "conveyor.arrival_log":
+                return list(self._log)
+            case "conveyor.index_count":
+                return self.index_count
+            case "conveyor.speed_setpoint":
+                return self.speed_setpoint
+            case "pod.pod_seq":
+                return self.pod_seq
+            case "pod.pod_id":
+                return pod.pod_id if pod else ""
+            case "pod.face":
+                return pod.face if pod else ""
+            case "pod.bin_layout":
+                return _layout_text(pod.layout) if pod else ""
+            case _:
+                return self.interlocks[name.split(".", 1)[1]]
+
+    async def _write(self, name: str, value: Any, *, vtype: ua.VariantType | None = None, status: int = 0) -> None:
+        """Write a tag as the PLC program would; a no-op while the server is down (state is kept here)."""
+        server = self._server
+        if server is None:
+            return
+        nodeid = self._ids[name]
+        if status and ua.StatusCode(status).is_bad():
+            dv = ua.DataValue(ua.Variant(None, VT.Null), StatusCode=ua.StatusCode(status))
+        else:
+            dv = ua.DataValue(ua.Variant(value, vtype or _VARIABLES[name][1]), StatusCode=ua.StatusCode(status))
+        # The address space refuses a variant type other than the current one. A PLC program may
+        # write anything (that is what `inject` simulates), so clear the old value first; no await
+        # in between, so no client request can observe the null.
+        node = server.iserver.aspace.get(nodeid)
+        if node is not None:
+            node.attributes[ua.AttributeIds.Value].value = None
+        await server.write_attribute_value(nodeid, dv)
+
+    # ------------------------------------------------------------------ station API
+
+    async def arrive(self, item: SimItem) -> int:
+        """An item arrives on the conveyor; returns its arrival sequence number."""
+        self.arrival_seq += 1
+        record = {"seq": self.arrival_seq, **dataclasses.asdict(item)}
+        await self._append_record(json.dumps(record, allow_nan=True))
+        return self.arrival_seq
+
+    async def arrive_raw(self, record: str) -> None:
+        """Append a verbatim ArrivalLog record (fault injection: garbage, bad fields)."""
+        await self._append_record(record)
+
+    async def _append_record(self, record: str) -> None:
+        self._log.append(record)
+        # log first, then the trigger: a client reading the log after seeing the seq has the record
+        await self._write("conveyor.arrival_log", list(self._log))
+        await self._write("conveyor.arrival_seq", self.arrival_seq)
+
+    async def present_pod(self, pod: SimPod) -> int:
+        """Present a pod face at the station; returns its generation (PodSeq)."""
+        self._pod = pod
+        self.pod_seq += 1
+        await self._write("pod.pod_seq", 0)  # 0 = "updating": clients ignore the fields meanwhile
+        await self._write("pod.pod_id", pod.pod_id)
+        await self._write("pod.face", pod.face)
+        await self._write("pod.bin_layout", _layout_text(pod.layout))
+        await self._write("pod.pod_seq", self.pod_seq)
+        return self.pod_seq
+
+    async def set_interlock(self, name: str, value: bool) -> None:
+        """Set an interlock (`estop_active`, `light_curtain_broken`, `door_open`); True = tripped."""
+        if name not in self.interlocks:
+            raise KeyError(f"unknown interlock {name!r}; known: {list(self.interlocks)}")
+        self.interlocks[name] = value
+        await self._write(f"interlocks.{name}", value)
+
+    async def inject(
+        self, name: str, value: Any = None, *, vtype: ua.VariantType | None = None, status: int = 0
+    ) -> None:
+        """Fault injection: write `value` with an arbitrary variant type and/or a (Bad) status code.
+
+        Station state is not changed; the next regular write restores a good value.
+        """
+        if name not in _VARIABLES:
+            raise KeyError(f"unknown variable {name!r}; known: {list(_VARIABLES)}")
+        if self._server is None:
+            raise RuntimeError("the simulated PLC is not serving")
+        await self._write(name, value, vtype=vtype, status=status)
+
+    async def read(self, name: str) -> Any:
+        """Current server-side value of a variable (e.g. what a client wrote)."""
+        if self._server is None:
+            raise RuntimeError("the simulated PLC is not serving")
+        return await self._server.get_node(self._ids[name]).read_value()
+
+    # ------------------------------------------------------------------ methods
+
+    async def _acknowledge_item(self, _parent: ua.NodeId, item_id: str) -> bool:
+        known = any(_record_item_id(rec) == item_id for rec in self._log)
+        if not known or item_id in self.acknowledged:
+            return False
+        self.acknowledged.append(item_id)
+        return True
+
+    async def _index_conveyor(self, _parent: ua.NodeId) -> bool:
+        if any(self.interlocks.values()):
+            return False  # no motion while an interlock is tripped
+        self.index_count += 1
+        await self._write("conveyor.index_count", self.index_count)
+        return True
+
+
+async def _stop_quickly(server: Server) -> None:
+    # Server.stop() waits out the 1 s sleep of asyncua's ServerStatus clock task; cancel it first.
+    clock = getattr(server.iserver, "time_task", None)
+    if isinstance(clock, asyncio.Task):
+        clock.cancel()
+        await asyncio.wait([clock])
+        server.iserver.time_task = None
+    await server.stop()
+
+
+def _layout_text(layout: BinLayout | str) -> str:
+    return layout if isinstance(layout, str) else layout.model_dump_json()
+
+
+def _record_item_id(record: str) -> str | None:
+    try:
+        data = json.loads(record)
+    except ValueError:
+        return None
+    item_id = data.get("item_id") if isinstance(data, dict) else None
+    return item_id if isinstance(item_id, str) else None
