@@ -9,6 +9,7 @@ chart's event queue.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,17 @@ import structlog
 from anyio.abc import TaskStatus
 
 log = structlog.get_logger("reflex")
+
+# CPython hands the GIL between threads every 5 ms by default, so a perception job in
+# a worker thread can hold the event loop (and the reflex) for that long.
+REFLEX_SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_interpreter_for_reflex() -> float:
+    """Shorten the GIL switch interval for the reflex's latency; returns the old value."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(REFLEX_SWITCH_INTERVAL_S)
+    return old
 
 
 class ForceSample(Protocol):

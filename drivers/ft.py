@@ -152,9 +152,9 @@ class FTStats:
 class FTConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    host: str = "192.168.1.1"  # ATI factory default
+    host: str = "127.0.0.1"  # a real sensor (ATI factory default 192.168.1.1) is set in the cell config
     port: int = Field(default=RDT_PORT, ge=1, le=65535)
-    bind_host: str = "0.0.0.0"
+    bind_host: str = "127.0.0.1"
     bind_port: int = Field(default=0, ge=0, le=65535)
     counts_per_force: float = Field(default=1_000_000, gt=0)
     counts_per_torque: float = Field(default=1_000_000, gt=0)

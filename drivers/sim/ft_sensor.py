@@ -258,7 +258,7 @@ class SimFTSensor:
             if self._send(RECORD.pack(seq, ft_seq, self.status_word, *counts)):
                 self.sent += 1
                 if self.on_send is not None:
-                    self.on_send(seq, perf_counter(), w)
+                    self.on_send(seq, now, w)  # taken before packing: latencies err long
         every = faults.garbage_every
         if every and seq % every == 0 and (faults.garbage_budget is None or self.garbage_sent < faults.garbage_budget):
             self._send_garbage(None)
