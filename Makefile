@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+INTEROP := tests/interop/node_modules/.installed
+
 .PHONY: test lint bench sysdeps clean
 
-test: $(STAMP)
+test: $(STAMP) $(INTEROP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -27,5 +29,11 @@ $(STAMP): pyproject.toml scripts/ensure-sysdeps.sh
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Independent protocol clients for the interop tests (mbpoll, node-opcua).
+$(INTEROP): tests/interop/package.json tests/interop/package-lock.json scripts/ensure-sysdeps.sh
+	@sh scripts/ensure-sysdeps.sh --test
+	cd tests/interop && npm ci --silent --no-audit --no-fund
+	touch $(INTEROP)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .ruff_cache .hypothesis build *.egg-info

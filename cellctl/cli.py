@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import structlog
 import typer
 
@@ -135,6 +138,62 @@ def chart_simulate(
 
     final = simulate(entry.build(), entry.data(), script, until, show)
     log.info("simulation ended", chart=name, final=final, virtual_s=until if final is None else None)
+
+
+@app.command("devices")
+def devices(
+    sim: Annotated[bool, typer.Option("--sim", help="Start the simulated devices (the only kind this command starts).")]
+    = False,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    opcua_port: Annotated[int, typer.Option(help="OPC UA (PLC) port; 0 picks a free one.", min=0, max=65535)] = 4840,
+    modbus_port: Annotated[int, typer.Option(help="Modbus TCP (robot) port; 0 picks a free one.", min=0, max=65535)]
+    = 5020,
+    ft_port: Annotated[int, typer.Option(help="F/T sensor UDP port; 0 picks a free one.", min=0, max=65535)] = 49152,
+    ft_rate: Annotated[float, typer.Option(help="F/T stream rate in Hz.", min=1, max=10_000)] = 1000.0,
+    arrival_period: Annotated[float, typer.Option(help="Seconds between demo item arrivals; 0 for none.", min=0)]
+    = 15.0,
+) -> None:
+    """Run the simulated PLC (OPC UA), robot (Modbus TCP) and F/T sensor (UDP) until Ctrl-C.
+
+    Prints where each listens so other tools (mbpoll, an OPC UA client) can be pointed at them.
+    """
+    if not sim:
+        message = "only --sim is supported: real devices are reached by the controller"
+        raise typer.BadParameter(message, param_hint="--sim")
+    from .devices import DeviceStartError, SimDevices, SimDevicesConfig
+
+    config = SimDevicesConfig(
+        host=host, opcua_port=opcua_port, modbus_port=modbus_port, ft_port=ft_port, ft_rate_hz=ft_rate,
+        arrival_period_s=arrival_period,
+    )
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            endpoints = await tg.start(SimDevices(config).serve)
+            typer.echo("simulated cell devices (Ctrl-C to stop):")
+            for line in endpoints.lines():
+                typer.echo(line)
+            sys.stdout.flush()
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("stopping simulated devices", signal=signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    break
+
+    try:
+        anyio.run(serve)
+    except* DeviceStartError as group:
+        for exc in _leaves(group):
+            typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("stopped")
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def main() -> None:

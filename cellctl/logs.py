@@ -49,4 +49,5 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric, stream=stream, format="%(levelname)s %(name)s: %(message)s", force=True)
-    logging.getLogger("pymodbus").setLevel(max(numeric, logging.WARNING))  # no per-frame hex dumps
+    for chatty in ("pymodbus", "asyncua"):  # per-frame dumps and per-session INFO lines
+        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))

@@ -1,15 +1,22 @@
 #!/bin/sh
-# System libraries the Python wheels need (Debian package names).
-# Installs them when run as root; otherwise stops and names what is missing.
+# System packages the project needs (Debian names). `--test` adds the tools the
+# interop tests use: mbpoll (an independent Modbus master) and Node.js/npm (for
+# node-opcua, an independent OPC UA client). Installs them when run as root;
+# otherwise stops and names what is missing.
 set -eu
 missing=""
-need() {  # need SONAME PACKAGE
-    if ! ldconfig -p 2>/dev/null | grep -q "$1"; then
-        missing="$missing $2"
-    fi
+need_lib() {  # need_lib SONAME PACKAGE
+    ldconfig -p 2>/dev/null | grep -q "$1" || missing="$missing $2"
 }
-need libusb-1.0.so.0 libusb-1.0-0   # open3d
-need libgomp.so.1 libgomp1          # open3d, onnxruntime
+need_cmd() {  # need_cmd COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 || missing="$missing $2"
+}
+need_lib libusb-1.0.so.0 libusb-1.0-0   # open3d
+need_lib libgomp.so.1 libgomp1          # open3d, onnxruntime
+if [ "${1:-}" = "--test" ]; then
+    need_cmd mbpoll mbpoll
+    need_cmd npm npm
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing system packages:$missing"
