@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from typing import Generic, Literal, TypeVar
 
 import anyio
+import structlog
 
 T = TypeVar("T")
+log = structlog.get_logger("streams")
 Overflow = Literal["keep", "newest"]
 
 
@@ -82,6 +84,7 @@ class Topic(Generic[T]):
         self._subs: list[Subscription[T]] = []
         self._taps: list[Callable[[T], None]] = []
         self.published = 0
+        self.tap_errors = 0
         self.closed = False
 
     def subscribe(self, maxlen: int = 4096, overflow: Overflow = "keep") -> Subscription[T]:
@@ -115,7 +118,12 @@ class Topic(Generic[T]):
     def publish(self, item: T) -> None:
         self.published += 1
         for tap in self._taps:
-            tap(item)
+            try:
+                tap(item)
+            except Exception as exc:  # a broken tap must not kill the driver that publishes
+                self.tap_errors += 1
+                log.error("stream tap raised", topic=self.name, tap=getattr(tap, "__qualname__", repr(tap)),
+                          error=f"{type(exc).__name__}: {exc}", total=self.tap_errors)
         for sub in self._subs:
             sub._push(item)
 

@@ -67,3 +67,16 @@ def test_taps_see_every_sample_before_subscribers() -> None:
     topic.publish(1)
     seen.extend(("sub", x) for x in sub.drain())
     assert seen == [("tap", 1), ("sub", 1)]
+
+
+def test_a_raising_tap_is_counted_and_does_not_stop_publishing() -> None:
+    topic: Topic[int] = Topic("ft")
+    sub = topic.subscribe()
+
+    def broken(item: int) -> None:
+        raise ZeroDivisionError("bad tap")
+
+    topic.add_tap(broken)
+    topic.publish(1)
+    topic.publish(2)
+    assert sub.drain() == [1, 2] and topic.tap_errors == 2
