@@ -68,6 +68,7 @@ class Interpreter:
         self._candidates: dict[tuple[int, str | None], tuple[Edge, ...]] = {}
         self._failed_guards: set[int] = set()  # edges whose guard raised in this macrostep
         self._last_event = START_EVENT
+        self._step_time = 0.0  # clock time of the running macrostep (stamps its trace records)
 
     # -- public -----------------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class Interpreter:
         if self.running:
             raise RuntimeError(f"chart {self.chart.name!r} already started")
         self.running = True
+        self._step_time = self.host.now()
         to_enter: set[int] = set()
         history_content: dict[int, Edge] = {}
         self._add_descendants(self.chart.root, to_enter, history_content)
@@ -98,6 +100,7 @@ class Interpreter:
         if not self.running:
             return
         if self._trace:
+            self._step_time = self.host.now()
             self._emit("event", event=event.name)
         enabled = self._select(event.name, event)
         if enabled:
@@ -107,6 +110,7 @@ class Interpreter:
     def stop(self) -> None:
         """Exit every active state (innermost first) and stop."""
         self.running = False
+        self._step_time = self.host.now()
         for i in sorted(self._active, reverse=True):
             self._exit_node(self._nodes[i], self._last_event)
         self._active.clear()
@@ -384,4 +388,4 @@ class Interpreter:
 
     def _emit(self, kind: TraceKind, **fields: Any) -> None:
         assert self._trace is not None
-        self._trace(TraceRecord(self.host.now(), self.chart.name, kind, **fields))
+        self._trace(TraceRecord(self._step_time, self.chart.name, kind, **fields))
