@@ -2,7 +2,8 @@
 
 Request (8 bytes, big-endian): uint16 header 0x1234, uint16 command, uint32 sample_count (0 = forever).
 Record (36 bytes, big-endian): uint32 rdt_sequence, uint32 ft_sequence, uint32 status, int32 Fx Fy Fz Tx Ty Tz
-in counts. The sensor restarts rdt_sequence at 1 for each start request; a gap is a lost packet.
+in counts. The sensor restarts rdt_sequence at 1 for each start request; a gap is a lost packet. rdt_sequence
+is a uint32: after 2**32-1 comes 0.
 
 `FTSensor` streams `Wrench` samples on `samples` and `StreamStatus` changes on `status`. Every datagram
 that is not the next valid record is counted in `incidents` (see the `K_*` kinds) and never published,
@@ -334,9 +335,12 @@ class FTSensor:
         else:
             d = (seq - last) % SEQ_MOD
             if d == 1:
-                pass  # the common case
-            elif (d == 0 or d >= SEQ_MOD // 2) and t < self._restart_until and seq <= self.config.seq_slack:
-                self._new_stream(seq)  # the sensor numbers the stream we just re-requested from 1 again
+                pass  # the common case, the uint32 wrap 2**32-1 -> 0 included
+            elif t < self._restart_until and seq <= self.config.seq_slack and seq <= last:
+                # The sensor numbers the stream we just re-requested from 1 again. Compared as plain integers,
+                # not by the sign of d: from above 2**31 the restart looks like a forward jump (implausible),
+                # from just below 2**32 like a small gap. Before the jump checks, so it is never rejected.
+                self._new_stream(seq)
             elif d == 0:
                 stats.late += 1
                 self.incidents.count(K_DUPLICATE, "duplicate record dropped", rdt_sequence=seq)

@@ -45,11 +45,16 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(sim: dict[str, Any] | None = None, **driver: Any) -> AsyncIterator[Rig]:
-    """A simulated sensor and a driver streaming from it; subscriptions made before the first sample."""
+async def rig(sim: dict[str, Any] | None = None, *, stalled: bool = False, **driver: Any) -> AsyncIterator[Rig]:
+    """A simulated sensor and a driver streaming from it; subscriptions made before the first sample.
+
+    stalled: the sensor sends no record of its own until resume(), so a test can feed records with send_raw.
+    """
     sensor = SimFTSensor(SimFTConfig(host=LOCAL, port=0, **(sim or {})))
     async with anyio.create_task_group() as tg:
         port = await tg.start(sensor.serve)
+        if stalled:
+            sensor.stall(3600)
         drv = FTSensor(FTConfig(host=LOCAL, port=port, bind_host=LOCAL, **driver))
         r = Rig(sensor, drv, drv.samples.subscribe(maxlen=100_000), drv.status.subscribe(maxlen=1000))
         await tg.start(drv.run)
@@ -244,6 +249,68 @@ async def test_foreign_duplicate_reordered_implausible_and_status_records() -> N
         assert d.incidents[ft.K_REORDERED] == 1 and d.incidents[ft.K_IMPLAUSIBLE] == 1
         assert d.incidents[ft.K_STATUS] == 1 and d.stats.status_errors == 1
         assert d.stats.lost == 1 and d.stats.late == 2 and d.stats.rejected == 2
+
+
+# -- rdt_sequence near and across the uint32 limits -------------------------------------------
+
+WRAP = 1 << 32
+
+
+async def feed(r: Rig, seqs: list[int]) -> None:
+    """Send these records from the sensor's socket and wait until the driver has read them all."""
+    received = r.driver.stats.received
+    for seq in seqs:
+        r.sensor.send_raw(record(seq))
+    await wait_until(lambda: r.driver.stats.received == received + len(seqs))
+
+
+@pytest.mark.anyio
+async def test_stale_stream_recovers_when_the_restart_comes_after_the_sequence_passed_2_31() -> None:
+    # 2**31 records take ~25 days at 1 kHz. restart_interval_s is long so exactly one start request is re-sent.
+    async with rig(stalled=True, stale_after_s=0.05, restart_interval_s=60, restart_grace_s=5) as r:
+        s, d = r.sensor, r.driver
+        await wait_until(lambda: s.client is not None)
+        top = 3_000_000_000
+        await feed(r, list(range(top, top + 5)))
+        await next_status(r.status, StreamState.LIVE)
+        await next_status(r.status, StreamState.STALE)  # the watchdog re-sends start at once
+        await wait_until(lambda: s.requests["START"] == 1 + d.incidents[ft.K_RESTART_REQUEST])
+        r.samples.drain()
+        s.resume()  # the sensor streams the re-requested stream from 1
+        await next_status(r.status, StreamState.LIVE, limit_s=2)
+        got = await take(r.samples, 20)
+        assert [w.rdt_sequence for w in got] == list(range(1, 21))
+        assert d.incidents[ft.K_STREAM_RESTART] == 1 and d.incidents[ft.K_IMPLAUSIBLE] == 0
+        assert d.stats.rejected == 0 and d.stats.lost == 0 and d.stats.late == 0
+
+
+@pytest.mark.anyio
+async def test_restart_just_below_2_32_is_a_new_stream_not_a_gap() -> None:
+    async with rig(stalled=True, stale_after_s=10, restart_grace_s=5) as r:
+        s, d = r.sensor, r.driver
+        await wait_until(lambda: s.client is not None)
+        await feed(r, [WRAP - 100, WRAP - 99, WRAP - 98])
+        await d.restart()
+        await wait_until(lambda: s.requests["START"] == 2)
+        await feed(r, [1, 2, 3])
+        assert [w.rdt_sequence for w in r.samples.drain()] == [WRAP - 100, WRAP - 99, WRAP - 98, 1, 2, 3]
+        assert d.incidents[ft.K_STREAM_RESTART] == 1 and d.incidents[ft.K_GAP] == 0
+        assert d.stats.lost == 0 and d.stats.rejected == 0 and d.stats.late == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("restart_pending", [False, True])
+async def test_sequence_wrap_at_2_32_is_contiguous_and_loses_nothing(restart_pending: bool) -> None:
+    async with rig(stalled=True, stale_after_s=10, restart_grace_s=5) as r:
+        s, d = r.sensor, r.driver
+        await wait_until(lambda: s.client is not None)
+        await feed(r, [WRAP - 3, WRAP - 2])
+        if restart_pending:  # a start request the sensor has not acted on (yet): its stream carries on
+            await d.restart()
+        await feed(r, [WRAP - 1, 0, 1, 2])
+        assert [w.rdt_sequence for w in r.samples.drain()] == [WRAP - 3, WRAP - 2, WRAP - 1, 0, 1, 2]
+        assert d.incidents[ft.K_STREAM_RESTART] == 0 and d.incidents[ft.K_GAP] == 0
+        assert d.stats.lost == 0 and d.stats.rejected == 0 and d.stats.late == 0
 
 
 @pytest.mark.anyio
