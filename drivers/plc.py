@@ -14,8 +14,15 @@ including its initial notification on every (re)subscribe; the driver publishes 
 records above the last seq it delivered. Interlocks and the pod come back through the
 initial notifications of the new subscription.
 
+Interlock notifications are published by the task that drains the subscription, which
+never waits on a request; the ArrivalLog and pod reads they trigger run one at a time,
+in trigger order, in a second task, so an e-stop is never held behind a slow read.
+
 Bad input (Bad status, wrong variant type, malformed arrival/pod data) is counted and
-logged through `Incidents` and never published.
+logged through `Incidents` and never published. A malformed ArrivalLog record is counted
+once (remembered by its text); its seq is believed only where it is in line (not above
+the PLC's ArrivalSeq, below every record after it), so a garbage seq cannot hold back or
+swallow later arrivals.
 """
 
 from __future__ import annotations
@@ -169,6 +176,22 @@ class _Session:
         self.variant_types: dict[str, ua.VariantType] = {}
         self.interlocks: dict[str, bool | None] = dict.fromkeys(INTERLOCK_NAMES)
         self.interlocks_fresh = True  # publish the first complete snapshot of this session
+        # reads still to do, oldest trigger first (an ordered set: a repeated trigger keeps its place)
+        self.pending_reads: dict[str, None] = {}
+        self.reads_due = anyio.Event()
+
+    def request_read(self, trigger: str) -> None:
+        """Ask the reader task to (re)read what `trigger` announces; repeats before the read conflate."""
+        self.pending_reads[trigger] = None
+        self.reads_due.set()
+
+    async def next_read(self) -> str:
+        while not self.pending_reads:
+            self.reads_due = anyio.Event()
+            await self.reads_due.wait()
+        trigger = next(iter(self.pending_reads))
+        del self.pending_reads[trigger]
+        return trigger
 
     def mark_lost(self, reason: str) -> None:
         if not self.lost.is_set():
@@ -231,7 +254,8 @@ class PlcClient:
         self.last_pod: PodState | None = None
         self.last_error = "not connected yet"
         self._last_pod_seq = 0
-        self._bad_records: set[str] = set()  # malformed log records without a readable seq, already counted
+        self._bad_records: set[str] = set()  # malformed log records (text) in the log, already counted
+        self._parsed: dict[str, _Record] = {}  # every record of the last ArrivalLog read, parsed once
         self._session: _Session | None = None
         self._up = anyio.Event()
 
@@ -356,33 +380,50 @@ class PlcClient:
         self.incidents.info("PLC connected", url=self.config.url)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._consume, session)
+            tg.start_soon(self._read_triggered, session)
             await session.lost.wait()
             tg.cancel_scope.cancel()
 
     async def _consume(self, session: _Session) -> None:
+        """Drain the subscription without ever waiting on a request (reads go to `_read_triggered`)."""
         assert session.subscription is not None
         try:
             async for event in session.subscription:
                 if isinstance(event, DataChangeEvent):
-                    await self._on_data_change(session, event)
+                    self._on_data_change(session, event)
                 elif isinstance(event, StatusChangeEvent):
                     status = event.notification.Status
                     if not status.is_good():
                         session.mark_lost(f"subscription status {status.name}")
                         return
-        except (OSError, ua.UaError, PlcError) as exc:
-            # a failed re-read leaves values unknown: rebuild the session, which re-reads everything
-            session.mark_lost(f"read failed: {exc!r}")
-            return
-        except Exception as exc:  # a bug must not kill connection upkeep: count it and resync
-            self.incidents.count("handler_error", "PLC notification handler failed; resyncing", error=repr(exc))
-            session.mark_lost(f"handler failed: {exc!r}")
+        except Exception as exc:
+            self._handler_failed(session, exc)
             return
         session.mark_lost("subscription ended")
 
+    async def _read_triggered(self, session: _Session) -> None:
+        """Do the ArrivalLog / pod reads the notifications asked for, one at a time, in trigger order."""
+        try:
+            while True:
+                trigger = await session.next_read()
+                if trigger == _ARRIVAL_SEQ:
+                    await self._read_arrivals(session)
+                else:
+                    await self._read_pod(session)
+        except Exception as exc:
+            self._handler_failed(session, exc)
+
+    def _handler_failed(self, session: _Session, exc: Exception) -> None:
+        if isinstance(exc, (OSError, ua.UaError, PlcError)):
+            # a failed re-read leaves values unknown: rebuild the session, which re-reads everything
+            session.mark_lost(f"read failed: {exc!r}")
+        else:  # a bug must not kill connection upkeep: count it and resync
+            self.incidents.count("handler_error", "PLC notification handler failed; resyncing", error=repr(exc))
+            session.mark_lost(f"handler failed: {exc!r}")
+
     # ------------------------------------------------------------------ notifications
 
-    async def _on_data_change(self, session: _Session, event: DataChangeEvent) -> None:
+    def _on_data_change(self, session: _Session, event: DataChangeEvent) -> None:
         name = session.kinds.get(event.node.nodeid)
         if name is None:
             return
@@ -392,11 +433,11 @@ class PlcClient:
         elif name == _ARRIVAL_SEQ:
             # the seq is only a trigger: a wrong-typed one is counted, the log is the source of truth
             if self._check(name, dv, int) is not None or not _is_bad(dv):
-                await self._read_arrivals(session)
+                session.request_read(_ARRIVAL_SEQ)
         elif name == "pod.pod_seq":
             seq = self._check(name, dv, int)
             if seq is not None and seq not in (0, self._last_pod_seq):
-                await self._read_pod(session)
+                session.request_read("pod.pod_seq")  # the read re-checks the seq it gets
 
     def _check(self, name: str, dv: ua.DataValue, kind: type[T]) -> T | None:
         """The value if its status is Good and its type is `kind`; otherwise count and return None."""
@@ -441,31 +482,62 @@ class PlcClient:
 
     async def _set_arrival_baseline(self, session: _Session) -> None:
         """First connect without `resume_after_seq`: deliver only arrivals after what the PLC already has."""
-        log = await self._read_log(session)
+        log, plc_seq = await self._read_log(session)
         if log is not None:
-            self.last_arrival_seq = max((s for s in map(_record_seq, log) if s is not None), default=0)
+            self.last_arrival_seq = max(_trusted_seqs(self._scan_log(log, plc_seq)), default=0)
 
-    async def _read_log(self, session: _Session) -> list[str] | None:
-        """The ArrivalLog records, or None (counted) when the PLC value is unusable."""
-        (dv,) = await self._read(session, [_ARRIVAL_LOG])
-        if _is_bad(dv):
-            self._check(_ARRIVAL_LOG, dv, list)
-            return None
-        log = _value(dv)
+    async def _read_log(self, session: _Session) -> tuple[list[str] | None, int | None]:
+        """The ArrivalLog records, or None (counted) when the PLC value is unusable, and the
+        ArrivalSeq read with them (None when unusable; its notifications count that)."""
+        log_dv, seq_dv = await self._read(session, [_ARRIVAL_LOG, _ARRIVAL_SEQ])
+        plc_seq = None if _is_bad(seq_dv) else _value(seq_dv)
+        if not isinstance(plc_seq, int) or isinstance(plc_seq, bool):
+            plc_seq = None
+        if _is_bad(log_dv):
+            self._check(_ARRIVAL_LOG, log_dv, list)
+            return None, plc_seq
+        log = _value(log_dv)
         if log is None:
             log = []
         if not isinstance(log, list) or not all(isinstance(r, str) for r in log):
             self.incidents.count(
                 "bad_type", "PLC ArrivalLog is not a string array; ignored", variable=_ARRIVAL_LOG, value=repr(log)[:80]
             )
-            return None
-        return log
+            return None, plc_seq
+        return log, plc_seq
+
+    def _scan_log(self, log: list[str], plc_seq: int | None) -> list[tuple[_Record, bool]]:
+        """Each record (parsed once while it stays in the log) and whether its seq can be believed.
+
+        A good record's seq is believed. A malformed record's seq is believed only when it is in
+        line: not above `plc_seq` (the PLC's ArrivalSeq; without it, the highest good seq in the
+        log) and below the seq of every record after it. Any future arrival has a seq above the
+        PLC's ArrivalSeq, so a believed seq can never swallow a later good record.
+        """
+        parsed: dict[str, _Record] = {}
+        records: list[_Record] = []
+        for text in log:
+            record = parsed.get(text) or self._parsed.get(text) or _Record.parse(text)
+            parsed[text] = record
+            records.append(record)
+        self._parsed = parsed  # records that left the log are forgotten
+        bound = plc_seq if plc_seq is not None else max((r.seq for r in records if r.good), default=None)
+        trusted: list[bool] = []
+        below: float = math.inf  # lowest seq among the records after this one
+        for record in reversed(records):
+            seq = record.seq
+            trusted.append(seq is not None and (record.good or (bound is not None and seq <= bound and seq < below)))
+            if seq is not None:
+                below = min(below, seq)
+        trusted.reverse()
+        return list(zip(records, trusted, strict=True))
 
     async def _read_arrivals(self, session: _Session) -> None:
-        log = await self._read_log(session)
+        log, plc_seq = await self._read_log(session)
         if log is None:
             return
-        seqs = [s for s in map(_record_seq, log) if s is not None]
+        scanned = self._scan_log(log, plc_seq)
+        seqs = _trusted_seqs(scanned)
         last = self.last_arrival_seq
         if last is None:  # the baseline read in _open failed: take it now
             self.last_arrival_seq = max(seqs, default=0)
@@ -483,27 +555,26 @@ class PlcClient:
             self.incidents.count(
                 "arrival_gap", "arrivals dropped out of the PLC log before they were read", missed=min(newer) - last - 1
             )
-        current = set(log)
-        self._bad_records &= current
-        for record in log:
-            seq = _record_seq(record)
+        self._bad_records.intersection_update(self._parsed)
+        for record, trusted in scanned:
+            seq = record.seq
             if seq is not None and seq <= self.last_arrival_seq:
+                continue  # delivered (or passed over) already
+            if record.arrival is None:
+                if record.text not in self._bad_records:
+                    self._bad_records.add(record.text)
+                    self.incidents.count(
+                        "bad_arrival",
+                        "malformed arrival record; not published",
+                        record=record.text[:200],
+                        error=record.error,
+                    )
+                if trusted:
+                    assert seq is not None
+                    self.last_arrival_seq = seq  # in line: counts as passed, so no gap is reported
                 continue
-            if seq is None and record in self._bad_records:
-                continue
-            try:
-                arrival = parse_arrival(record)
-            except ValueError as exc:
-                self.incidents.count(
-                    "bad_arrival", "malformed arrival record; not published", record=record[:200], error=_brief(exc)
-                )
-                if seq is None:
-                    self._bad_records.add(record)
-                else:
-                    self.last_arrival_seq = seq
-                continue
-            self.last_arrival_seq = arrival.seq
-            self.arrivals.publish(arrival)
+            self.last_arrival_seq = record.arrival.seq
+            self.arrivals.publish(record.arrival)
 
     async def _read_pod(self, session: _Session) -> None:
         dvs = await self._read(session, list(_POD_FIELDS))
@@ -600,6 +671,32 @@ class PlcClient:
             raise PlcDisconnected(f"{what}: connection to PLC {self.config.url} lost: {exc!r}") from exc
         except ua.UaStatusCodeError as exc:
             raise PlcBadStatus(f"{what}: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One ArrivalLog record: the arrival, or why it is malformed; `seq` if one can be read."""
+
+    text: str
+    seq: int | None
+    arrival: ItemArrival | None
+    error: str = ""
+
+    @property
+    def good(self) -> bool:
+        return self.arrival is not None
+
+    @classmethod
+    def parse(cls, text: str) -> _Record:
+        try:
+            arrival = parse_arrival(text)
+        except ValueError as exc:
+            return cls(text, _record_seq(text), None, _brief(exc))
+        return cls(text, arrival.seq, arrival)
+
+
+def _trusted_seqs(scanned: list[tuple[_Record, bool]]) -> list[int]:
+    return [r.seq for r, trusted in scanned if trusted and r.seq is not None]
 
 
 def _record_seq(record: str) -> int | None:

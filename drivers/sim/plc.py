@@ -1,7 +1,8 @@
 """Simulated stow-station PLC: an asyncua OPC UA server with a conveyor, a pod and interlocks.
 
 The simulation (or a test) drives it through a Python API: `arrive`, `present_pod`,
-`set_interlock`, plus `inject` for faults (Bad status, wrong variant type). Station state
+`set_interlock`, plus `inject` for faults (Bad status, wrong variant type) and `hold_reads`
+for a PLC that is slow to answer a read. Station state
 lives in this object, not in the server, so `serve()` can be cancelled and started again
 (same port): the restarted server comes back with the same arrivals, pod and interlocks,
 and changes made while it was down show up when it returns.
@@ -27,6 +28,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 from asyncua import Server, ua
+from asyncua.common.callback import CallbackType, ServerItemCallback
 from asyncua.common.methods import uamethod
 
 from drivers.plc_nodes import INTERLOCK_NAMES, SIM_NAMESPACE, BinLayout
@@ -62,6 +64,36 @@ class SimItem:
     weight_kg: float
 
 
+class ReadHold:
+    """Client reads of one variable that the simulated PLC keeps unanswered until `release()`.
+
+    The server answers a connection's requests in order, so requests sent after a held read
+    wait too; notifications for a Publish request it already holds still go out.
+    """
+
+    def __init__(self) -> None:
+        self.parked = 0  # client reads that reached the hold so far
+        self._first = anyio.Event()
+        self._released = anyio.Event()
+
+    async def wait_parked(self) -> None:
+        """Wait until a client read is being held."""
+        await self._first.wait()
+
+    def release(self) -> None:
+        """Answer the held reads (and every later one) normally."""
+        self._released.set()
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    async def _park(self) -> None:
+        self.parked += 1
+        self._first.set()
+        await self._released.wait()
+
+
 @dataclass(frozen=True)
 class SimPod:
     """A pod face presented at the station; `layout` may be a raw string to post bad JSON."""
@@ -95,6 +127,7 @@ class PlcSim:
         self.interlocks: dict[str, bool] = dict.fromkeys(INTERLOCK_NAMES, False)
         self._server: Server | None = None
         self._ids: dict[str, ua.NodeId] = {}
+        self._holds: dict[str, ReadHold] = {}
         self._up = anyio.Event()
 
     @property
@@ -116,6 +149,7 @@ class PlcSim:
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         idx = await server.register_namespace(SIM_NAMESPACE)
         await self._build(server, idx)
+        server.subscribe_server_callback(CallbackType.PreRead, self._before_read)
         await server.start()
         try:
             assert server.bserver is not None
@@ -260,6 +294,26 @@ class PlcSim:
         if self._server is None:
             raise RuntimeError("the simulated PLC is not serving")
         await self._write(name, value, vtype=vtype, status=status)
+
+    def hold_reads(self, name: str) -> ReadHold:
+        """Fault injection: leave client reads of `name` unanswered until the hold is released."""
+        if name not in _VARIABLES:
+            raise KeyError(f"unknown variable {name!r}; known: {list(_VARIABLES)}")
+        old = self._holds.get(name)
+        if old is not None:
+            old.release()
+        hold = self._holds[name] = ReadHold()
+        return hold
+
+    async def _before_read(self, event: ServerItemCallback, _dispatcher: Any) -> None:
+        if not event.is_external or not self._holds:
+            return
+        wanted = {rv.NodeId for rv in event.request_params.NodesToRead}
+        for name, hold in list(self._holds.items()):
+            if hold.released:
+                del self._holds[name]
+            elif self._ids.get(name) in wanted:
+                await hold._park()
 
     async def read(self, name: str) -> Any:
         """Current server-side value of a variable (e.g. what a client wrote)."""

@@ -278,6 +278,79 @@ async def test_bad_values_are_counted_and_not_published() -> None:
         assert client.connected and inc["connection_lost"] == 0
 
 
+async def test_a_malformed_record_with_a_wild_seq_holds_back_no_later_arrival() -> None:
+    async with station() as (runner, client):
+        sim = runner.sim
+        arrivals = client.arrivals.subscribe()
+        inc = client.incidents
+        await client.wait_connected(WAIT_S)
+        await sim.arrive(item("A1"))
+        with anyio.fail_after(WAIT_S):
+            assert (await arrivals.receive()).item_id == "A1"
+
+        # garbage with a seq far ahead of the PLC's ArrivalSeq (1), then good arrivals after it
+        await sim.arrive_raw('{"seq": 100000, "item_id": "junk"}')
+        for n in range(2, 5):
+            await sim.arrive(item(f"A{n}"))
+            with anyio.fail_after(WAIT_S):
+                got = await arrivals.receive()
+            assert (got.seq, got.item_id) == (n, f"A{n}")
+        # a malformed record in line (its seq is the PLC's next) is passed over, not reported as a gap
+        await sim.arrive(item("NEG", length=-1.0))
+        await sim.arrive(item("A6"))
+        with anyio.fail_after(WAIT_S):
+            got = await arrivals.receive()
+        assert (got.seq, got.item_id) == (6, "A6")
+        assert client.last_arrival_seq == 6
+
+        # a client connecting now takes its baseline from the good seqs, not the garbage one
+        late = PlcClient(fast_config(sim.url))
+        late_arrivals = late.arrivals.subscribe()
+        runner.tg.start_soon(late.run)
+        await late.wait_connected(WAIT_S)
+        assert late.last_arrival_seq == 6
+        await sim.arrive(item("A7"))
+        with anyio.fail_after(WAIT_S):
+            assert (await arrivals.receive()).seq == 7
+            assert (await late_arrivals.receive()).seq == 7
+
+        # each malformed record counted once however often the log is re-read; nothing delivered twice
+        assert arrivals.pending() == 0 and late_arrivals.pending() == 0
+        assert inc["bad_arrival"] == 2
+        assert inc["arrival_gap"] == 0 and inc["arrival_seq_reset"] == 0
+
+
+async def test_an_estop_is_published_while_an_arrival_log_read_hangs() -> None:
+    # The held read must outlast the checks below without the driver giving up on it (request
+    # timeout) or its keepalive probe (queued behind it in the server) declaring the link dead.
+    async with station(request_timeout_s=30.0, watchdog_interval_s=20.0) as (runner, client):
+        sim = runner.sim
+        arrivals = client.arrivals.subscribe()
+        interlocks = client.interlocks.subscribe()
+        with anyio.fail_after(WAIT_S):
+            assert (await interlocks.receive()).clear
+        hold = sim.hold_reads("conveyor.arrival_log")
+        try:
+            await sim.arrive(item("SLOW"))
+            with anyio.fail_after(WAIT_S):
+                await hold.wait_parked()  # the driver's ArrivalLog read now hangs in the PLC
+            await sim.set_interlock("estop_active", True)
+            with anyio.fail_after(5.0):  # far below the request timeout: the read is still hanging
+                assert (await interlocks.receive()).estop_active
+            assert hold.parked == 1 and not hold.released and arrivals.pending() == 0
+        finally:
+            hold.release()
+        with anyio.fail_after(WAIT_S):
+            got = await arrivals.receive()
+            assert (got.seq, got.item_id) == (1, "SLOW")
+            await sim.set_interlock("estop_active", False)
+            assert (await interlocks.receive()).clear
+            await sim.arrive(item("NEXT"))
+            assert (await arrivals.receive()).seq == 2
+        assert arrivals.pending() == 0 and interlocks.pending() == 0
+        assert client.connected and client.incidents.snapshot() == {}
+
+
 def _unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
