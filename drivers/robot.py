@@ -7,7 +7,11 @@ Two connections to the robot:
   setpoints. pymodbus does not multiplex requests on one connection, so every main request takes `_io_lock`
   and runs under its own `request_timeout_s`.
 - halt: a second connection used only for the HALT register, so a stalled response on the main connection
-  (or a queue of requests behind it) never delays a stop.
+  (or a queue of requests behind it) never delays a stop. It carries no traffic of its own, so it is probed
+  (one read of HALT every heartbeat_period_s, `halt_probe_timeout_s`) and rebuilt on the first miss: a
+  silently dead (half-open) halt link is found before a stop needs it. A HALT write that the halt link does not
+  confirm within `halt_hedge_s` also goes out on the main link and a fresh connection at once; the first to
+  be confirmed wins, all within `halt_timeout_s`.
 
 Connection upkeep is our own (pymodbus's reconnect is disabled: its settings have regressed between
 releases): the main link is rebuilt with exponential backoff (tenacity) after a connection error or
@@ -47,7 +51,11 @@ class RobotConfig(BaseModel):
     unit_id: int = Field(1, ge=1, le=247)
     connect_timeout_s: float = Field(1.0, gt=0.0)
     request_timeout_s: float = Field(0.3, gt=0.0, description="one Modbus transaction on the main link")
-    halt_timeout_s: float = Field(0.25, gt=0.0, description="one HALT write on the halt link")
+    halt_timeout_s: float = Field(0.25, gt=0.0, description="one HALT delivery, all links together")
+    halt_hedge_s: float = Field(
+        0.05, gt=0.0, description="halt link silent this long: HALT also goes out on the main link and a fresh one"
+    )
+    halt_probe_timeout_s: float = Field(0.1, gt=0.0, description="halt link probe (every heartbeat_period_s)")
     max_consecutive_timeouts: int = Field(3, ge=1, description="then the main link is dropped and rebuilt")
     heartbeat_period_s: float = Field(0.1, gt=0.0)
     peer_heartbeat_timeout_s: float = Field(0.5, gt=0.0)
@@ -65,6 +73,8 @@ class RobotConfig(BaseModel):
             raise ValueError("peer_heartbeat_timeout_s must exceed heartbeat_period_s")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        if self.halt_hedge_s >= self.halt_timeout_s:
+            raise ValueError("halt_hedge_s must be shorter than halt_timeout_s")
         return self
 
 
@@ -171,6 +181,7 @@ class RobotDriver:
         self._halt_lock = anyio.Lock()
         self._exec_lock = anyio.Lock()
         self._link_scope: anyio.CancelScope | None = None
+        self._probe_scope: anyio.CancelScope | None = None
         self._timeouts_in_row = 0
         self._state: RobotState | None = None
         self._changed = anyio.Event()
@@ -247,8 +258,12 @@ class RobotDriver:
             reconnect_delay=0,  # no pymodbus auto-reconnect: we own the upkeep
         )
         ok = False
-        with anyio.move_on_after(cfg.connect_timeout_s * 1.5):
-            ok = await client.connect()
+        try:
+            with anyio.move_on_after(cfg.connect_timeout_s * 1.5):
+                ok = await client.connect()
+        except BaseException:  # cancelled (e.g. a halt attempt overtaken by another): do not leak the socket
+            client.close()
+            raise
         if not ok or not client.connected:
             client.close()
             self.incidents.count("connect_failed", f"robot {name} link: cannot connect", host=cfg.host, port=cfg.port)
@@ -280,19 +295,58 @@ class RobotDriver:
             self._link_scope.cancel()
 
     async def _halt_link_upkeep(self) -> None:
+        """Keep the halt link up: probe it every heartbeat period, rebuild it when closed or on the first miss."""
         while True:
-            old = self._halt_client
-            if old is None or not old.connected:
-                if old is not None:
-                    old.close()
-                    if self._halt_client is old:
-                        self._halt_client = None
-                new = await self._connect("halt")
-                if self._halt_client is not None and self._halt_client.connected:
-                    new.close()  # halt() rebuilt it meanwhile
-                else:
-                    self._halt_client = new
+            client = self._halt_client
+            if client is not None and client.connected and await self._probe_halt_link(client):
+                await anyio.sleep(self.config.heartbeat_period_s)
+                continue
+            if client is not None:
+                self._drop_halt_client(client)
+            self._adopt_halt_client(await self._connect("halt"))
             await anyio.sleep(self.config.heartbeat_period_s)
+
+    async def _probe_halt_link(self, client: AsyncModbusTcpClient) -> bool:
+        """One read of HALT on the halt link; False (counted) if it is not answered in halt_probe_timeout_s.
+
+        A HALT write preempts it (cancels it): then there is no verdict, and True.
+        """
+        cfg = self.config
+        try:
+            with anyio.CancelScope() as self._probe_scope:
+                try:
+                    with anyio.fail_after(cfg.halt_probe_timeout_s):
+                        async with self._halt_lock:
+                            if client is not self._halt_client or not client.connected:
+                                return True  # replaced or closed by a halt meanwhile: next round
+                            rsp = await client.read_holding_registers(rm.HALT.address, count=1, device_id=cfg.unit_id)
+                except (TimeoutError, ModbusException) as exc:
+                    self.incidents.count(
+                        "halt_link_probe_failed", f"robot halt link probe failed ({exc!r}): rebuilding the halt link"
+                    )
+                    return False
+                self._accepted(rsp, "halt link probe")  # even an exception response shows the link is alive
+        finally:
+            self._probe_scope = None
+        return True
+
+    def _drop_halt_client(self, client: AsyncModbusTcpClient) -> None:
+        """Close a halt-link client; forget it only if it is still the installed one (not a newer one)."""
+        client.close()
+        if self._halt_client is client:
+            self._halt_client = None
+
+    def _adopt_halt_client(self, new: AsyncModbusTcpClient, replacing: AsyncModbusTcpClient | None = None) -> None:
+        """Install `new` as the halt link unless a live one (other than `replacing`) is there; close the loser."""
+        current = self._halt_client
+        if current is new:
+            return
+        if current is not None and current.connected and current is not replacing:
+            new.close()  # rebuilt meanwhile
+            return
+        if current is not None:
+            current.close()
+        self._halt_client = new
 
     # --- main-link requests -----------------------------------------------------------------------------------
 
@@ -492,31 +546,46 @@ class RobotDriver:
             assert self._state is not None
             seq = rm.next_seq(self._state.ack)
             acked = False
-            with anyio.move_on_after(timeout):
-                try:
-                    await self._write(f"{prim.name.lower()} params", 0, rm.encode_command(prim, values))
-                except RobotCommError as exc:
-                    return result(Outcome.FAULT, 0, FaultCode.COMM_ERROR, f"command not sent: {exc}")
-                try:
-                    await self._write(f"{prim.name.lower()} trigger", rm.CMD_SEQ.address, [seq])
-                except RobotExceptionResponse as exc:
-                    return result(Outcome.FAULT, 0, FaultCode.COMM_ERROR, f"command refused: {exc}")
-                except RobotCommError as exc:  # the trigger may have reached the robot: do not leave it running
-                    text = await self._abandon(f"trigger not confirmed: {exc}")
-                    return result(Outcome.FAULT, seq, FaultCode.COMM_ERROR, text)
-                while True:
-                    if (why := self._unavailable()) is not None:
-                        text = f"{why[1]} while {prim.name.lower()} was running"
-                        return result(Outcome.FAULT, seq, why[0], await self._abandon(text))
-                    st = self._state
-                    if st is not None and st.ack == seq:
-                        acked = True
-                        if st.status in _TERMINAL:
-                            code = st.fault_code if st.status is not Status.DONE else 0
-                            return result(_TERMINAL[st.status], seq, code, rm.fault_text(code) if code else "")
-                    await self._wait_change()
-            text = f"no {'completion' if acked else 'acknowledge'} within {timeout} s"
-            return result(Outcome.TIMEOUT, seq, 0, await self._abandon(text))
+            running = False  # the trigger write has started: the primitive may be running on the robot
+            try:
+                with anyio.move_on_after(timeout):
+                    try:
+                        await self._write(f"{prim.name.lower()} params", 0, rm.encode_command(prim, values))
+                    except RobotCommError as exc:
+                        return result(Outcome.FAULT, 0, FaultCode.COMM_ERROR, f"command not sent: {exc}")
+                    running = True
+                    try:
+                        await self._write(f"{prim.name.lower()} trigger", rm.CMD_SEQ.address, [seq])
+                    except RobotExceptionResponse as exc:
+                        running = False
+                        return result(Outcome.FAULT, 0, FaultCode.COMM_ERROR, f"command refused: {exc}")
+                    except RobotCommError as exc:  # the trigger may have reached the robot: do not leave it running
+                        running = False
+                        text = await self._abandon(f"trigger not confirmed: {exc}")
+                        return result(Outcome.FAULT, seq, FaultCode.COMM_ERROR, text)
+                    while True:
+                        if (why := self._unavailable()) is not None:
+                            running = False
+                            text = f"{why[1]} while {prim.name.lower()} was running"
+                            return result(Outcome.FAULT, seq, why[0], await self._abandon(text))
+                        st = self._state
+                        if st is not None and st.ack == seq:
+                            acked = True
+                            if st.status in _TERMINAL:
+                                running = False
+                                code = st.fault_code if st.status is not Status.DONE else 0
+                                return result(_TERMINAL[st.status], seq, code, rm.fault_text(code) if code else "")
+                        await self._wait_change()
+                running = False
+                text = f"no {'completion' if acked else 'acknowledge'} within {timeout} s"
+                return result(Outcome.TIMEOUT, seq, 0, await self._abandon(text))
+            except BaseException:  # cancelled by the caller (or failed) with the primitive possibly running
+                if running and self.config.halt_abandoned:
+                    with anyio.CancelScope(shield=True):
+                        halted = await self.halt()
+                    outcome = "robot halted" if halted else "HALT FAILED"
+                    self.incidents.info(f"robot {prim.name.lower()} abandoned by its caller: {outcome}", seq=seq)
+                raise
 
     async def _abandon(self, text: str) -> str:
         """The driver stops waiting for a running primitive: halt it (best effort) unless configured not to."""
@@ -527,8 +596,9 @@ class RobotDriver:
     async def halt(self) -> bool:
         """Stop now: HALT=1 on the dedicated halt link (latched until `clear_halt`). True if the robot took it.
 
-        Falls back to the main link only if the halt link cannot be (re)built within halt_timeout_s. Shielded from
-        cancellation (a stop must not be abandoned half-sent); bounded by the halt/request timeouts.
+        If the halt link does not confirm within halt_hedge_s (or fails), HALT also goes out on the main link and,
+        when the halt link was an existing one, a fresh connection; the first confirmation wins. Shielded from
+        cancellation (a stop must not be abandoned half-sent); bounded by halt_timeout_s.
         """
         with anyio.CancelScope(shield=True):
             ok = await self._write_halt(1, "halt")
@@ -540,34 +610,98 @@ class RobotDriver:
         return await self._write_halt(0, "clear halt")
 
     async def _write_halt(self, value: int, what: str) -> bool:
+        """HALT := value, hedged over the halt link, the main link and a fresh connection; True once one confirms."""
         cfg = self.config
-        unit = cfg.unit_id
-        for attempt in range(2):
-            client = self._halt_client
+        delivered = False
+        halt_link_done = anyio.Event()
+
+        async def attempt(via: Callable[[], Awaitable[bool]], done: anyio.Event | None = None) -> None:
+            nonlocal delivered
             try:
-                if client is None or not client.connected:
-                    with anyio.fail_after(cfg.halt_timeout_s):
-                        client = self._halt_client = await self._connect_once("halt")
-                async with self._halt_lock:
-                    with anyio.fail_after(cfg.halt_timeout_s):
-                        rsp = await client.write_register(rm.HALT.address, value, device_id=unit)
-            except (TimeoutError, RobotCommError, ModbusException) as exc:
-                self.incidents.count("halt_link_error", f"robot {what} on halt link failed: {exc!r}", attempt=attempt)
-                if client is not None:
-                    client.close()
-                self._halt_client = None
-                continue
-            if rsp.isError():
-                code = getattr(rsp, "exception_code", 0)
-                self.incidents.count("modbus_exception", f"robot {what}: Modbus exception {code} ({_exc_name(code)})")
-                return False
-            return True
-        # last resort: the main link (may be stalled, but it is all we have)
+                if await via():
+                    delivered = True
+                    tg.cancel_scope.cancel()  # the others are no longer needed
+            except Exception as exc:  # a stop path reports, it does not raise
+                self.incidents.count("halt_link_error", f"robot {what} failed: {exc!r}")
+            finally:
+                if done is not None:
+                    done.set()
+
+        suspect = self._halt_client if self._halt_client is not None and self._halt_client.connected else None
+        with anyio.move_on_after(cfg.halt_timeout_s):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(attempt, lambda: self._halt_via_halt_link(value, what), halt_link_done)
+                with anyio.move_on_after(cfg.halt_hedge_s):
+                    await halt_link_done.wait()
+                if not delivered:
+                    self.incidents.count(
+                        "halt_hedged",
+                        f"robot {what}: halt link gave no confirmation within {cfg.halt_hedge_s} s, "
+                        "sending it on the main link and a fresh connection too",
+                    )
+                    tg.start_soon(attempt, lambda: self._halt_via_main_link(value, what))
+                    if suspect is not None:  # (otherwise the halt link attempt is a fresh connection already)
+                        tg.start_soon(attempt, lambda: self._halt_via_fresh_link(value, what, suspect))
+        if not delivered:
+            self.incidents.count("halt_failed", f"robot {what} could not be delivered within {cfg.halt_timeout_s} s")
+        return delivered
+
+    async def _halt_via_halt_link(self, value: int, what: str) -> bool:
+        client = self._halt_client
+        fresh = client is None or not client.connected
+        if fresh:
+            try:
+                client = await self._connect_once("halt")
+            except RobotCommError:
+                return False  # counted
+        assert client is not None
+        confirmed = False
         try:
-            with anyio.fail_after(cfg.halt_timeout_s * 2):
-                await self._write(what, rm.HALT.address, [value])
-        except (TimeoutError, RobotCommError):
-            self.incidents.count("halt_failed", f"robot {what} could not be delivered on either link")
+            if self._probe_scope is not None:
+                self._probe_scope.cancel()  # a stop does not queue behind a probe
+            async with contextlib.nullcontext() if fresh else self._halt_lock:
+                rsp = await client.write_register(rm.HALT.address, value, device_id=self.config.unit_id)
+            confirmed = True
+        except ModbusException as exc:
+            self.incidents.count("halt_link_error", f"robot {what} on halt link failed: {exc!r}")
+            return False
+        finally:
+            if not confirmed:  # failed, timed out or overtaken: the link is suspect
+                self._drop_halt_client(client)
+            elif fresh:
+                self._adopt_halt_client(client)  # the new halt link, unless upkeep installed one meanwhile
+        return self._accepted(rsp, f"{what} (halt link)")
+
+    async def _halt_via_main_link(self, value: int, what: str) -> bool:
+        try:
+            await self._write(f"{what} (main link)", rm.HALT.address, [value])
+        except RobotCommError:
+            return False  # counted
+        return True
+
+    async def _halt_via_fresh_link(self, value: int, what: str, suspect: AsyncModbusTcpClient) -> bool:
+        try:
+            client = await self._connect_once("halt")
+        except RobotCommError:
+            return False  # counted
+        confirmed = False
+        try:
+            rsp = await client.write_register(rm.HALT.address, value, device_id=self.config.unit_id)
+            confirmed = True
+        except ModbusException as exc:
+            self.incidents.count("halt_link_error", f"robot {what} on a fresh connection failed: {exc!r}")
+            return False
+        finally:
+            if confirmed:
+                self._adopt_halt_client(client, replacing=suspect)  # it works: the new halt link
+            else:
+                client.close()
+        return self._accepted(rsp, f"{what} (fresh connection)")
+
+    def _accepted(self, rsp: ModbusPDU, what: str) -> bool:
+        if rsp.isError():
+            code = getattr(rsp, "exception_code", 0)
+            self.incidents.count("modbus_exception", f"robot {what}: Modbus exception {code} ({_exc_name(code)})")
             return False
         return True
 

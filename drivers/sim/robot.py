@@ -8,8 +8,9 @@ dynamics (suction pressure first order, ~100 ms to vacuum; blade/gripper move ov
 
 Fault injection for tests and simulation: `fail_next`, `stall_next`, `set_response_delay`,
 `inject_exceptions`, `stop_heartbeat`/`resume_heartbeat`, `set_suction_leak`, `force_input`.
-Writes to HALT are exempt from response delays and injected exceptions (the stop path is served first,
-as on a real controller's safety input), so a delay models a stalled main connection.
+Writes to HALT, and reads of HALT alone (the driver's halt link probe), are exempt from response delays and
+injected exceptions (the stop path is served first, as on a real controller's safety input), so a delay
+models a stalled main connection.
 """
 
 from __future__ import annotations
@@ -161,14 +162,14 @@ class SimRobot:
         self._stall_next = True
 
     def set_response_delay(self, seconds: float) -> None:
-        """Hold every response (except HALT writes) this long; 0 releases the ones being held now."""
+        """Hold every response (except the halt path) this long; 0 releases the ones being held now."""
         self._delay_s = max(0.0, seconds)
         if self._delay_s == 0.0:
             self._unstall.set()
             self._unstall = anyio.Event()
 
     def inject_exceptions(self, count: int, code: ExcCodes = ExcCodes.DEVICE_FAILURE) -> None:
-        """Answer the next `count` requests (except HALT writes) with a Modbus exception response."""
+        """Answer the next `count` requests (except the halt path) with a Modbus exception response."""
         self._exceptions_left = count
         self._exception_code = code
 
@@ -296,8 +297,12 @@ class SimRobot:
         self.requests += 1
         reading = function_code in (_FC_READ_HR, _FC_READ_IR)
         writing = set_values is not None and not reading
-        # a HALT write (and pymodbus's read-back of it for FC6) is never delayed nor refused
-        halt_path = not reading and address <= rm.HALT.address < address + count
+        # a HALT write (and pymodbus's read-back of it for FC6), or a read of HALT alone (the halt link probe),
+        # is never delayed nor refused
+        if reading:
+            halt_path = function_code == _FC_READ_HR and address == rm.HALT.address and count == 1
+        else:
+            halt_path = address <= rm.HALT.address < address + count
         if halt_path and set_values is not None:
             t = time.perf_counter()
             if set_values[rm.HALT.address - address]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import TaskStatus
 from pymodbus.client import AsyncModbusTcpClient
 
 from drivers import robot_map as rm
@@ -396,3 +398,124 @@ async def test_driver_reconnects_after_the_robot_restarts() -> None:
             assert await driver.halt() and len(sim2.halt_times) == 1
             sim_tg.cancel_scope.cancel()
         tg.cancel_scope.cancel()
+
+
+# --- abandoned primitives and a silently dead halt link -----------------------------------------------------------
+
+
+async def test_cancelled_execute_halts_the_running_primitive() -> None:
+    async with cell() as (sim, driver):
+        sim.stall_next()
+        finished = []
+
+        async def run_sweep() -> None:
+            finished.append(await driver.execute("sweep", timeout=10))
+
+        async with anyio.create_task_group() as tg:  # e.g. the caller's task group, cancelled on an interlock
+            tg.start_soon(run_sweep)
+            await until(lambda: sim.status is Status.BUSY)
+            tg.cancel_scope.cancel()
+        # execute() re-raised the cancellation, but only once the halt had reached the robot
+        assert finished == [] and sim.halted and len(sim.halt_times) == 1
+        assert sim.status is Status.HALTED
+        assert await driver.clear_halt()
+        assert (await driver.execute("grasp", timeout=2)).ok
+
+
+class BlackHoleProxy:
+    """Loopback TCP proxy in front of the sim robot. `black_hole(client_port)` silently drops everything on that
+    connection, both ways, and keeps it open: a half-open link that still looks connected to the driver.
+
+    asyncio streams, not an anyio listener: cancelling a pending accept that races a new connection trips a
+    CPython InvalidStateError at teardown (the tests run on asyncio only).
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.dead: set[int] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    def black_hole(self, client_port: int) -> None:
+        self.dead.add(client_port)
+
+    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        try:
+            task_status.started(server.sockets[0].getsockname()[1])
+            await anyio.sleep_forever()
+        finally:
+            server.close()
+            for task in self._handlers:
+                task.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        client_port = writer.get_extra_info("peername")[1]
+        up_writer: asyncio.StreamWriter | None = None
+        pumps: list[asyncio.Task[None]] = []
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(4096):
+                if client_port not in self.dead:
+                    dst.write(data)
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            pumps = [asyncio.create_task(pump(reader, up_writer)), asyncio.create_task(pump(up_reader, writer))]
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)  # one side closed: close both
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            for p in pumps:
+                p.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            for w in (writer, up_writer):
+                if w is not None:
+                    w.close()
+            self._handlers.discard(task)
+
+
+@asynccontextmanager
+async def proxied_cell(**driver_kw: Any) -> AsyncIterator[tuple[SimRobot, BlackHoleProxy, RobotDriver]]:
+    sim = SimRobot(SimRobotConfig(port=0, time_scale=FAST))
+    async with anyio.create_task_group() as tg:
+        proxy = BlackHoleProxy(await tg.start(sim.serve))
+        port = await tg.start(proxy.serve)
+        driver = RobotDriver(RobotConfig(port=port, **{**DRIVER_DEFAULTS, **driver_kw}))
+        await tg.start(driver.run)
+        with anyio.fail_after(5):
+            await driver.wait_ready()
+        yield sim, proxy, driver
+        tg.cancel_scope.cancel()
+
+
+async def black_hole_the_halt_link(proxy: BlackHoleProxy, driver: RobotDriver) -> AsyncModbusTcpClient:
+    await until(lambda: driver._halt_client is not None and driver._halt_client.connected)
+    client = driver._halt_client
+    assert client is not None and client.ctx.transport is not None
+    proxy.black_hole(client.ctx.transport.get_extra_info("sockname")[1])
+    return client
+
+
+async def test_halt_does_not_wait_out_a_silently_dead_halt_link() -> None:
+    async with proxied_cell(halt_timeout_s=1.0) as (sim, proxy, driver):
+        await black_hole_the_halt_link(proxy, driver)
+        t0 = time.perf_counter()
+        assert await driver.halt()  # at once, before the probe can have noticed the dead link
+        assert sim.halt_times and sim.halt_times[-1] - t0 < 0.5, "halt waited out the dead halt link"
+        assert time.perf_counter() - t0 < 0.5 and sim.halted and driver.connected
+
+
+async def test_silently_dead_halt_link_is_probed_and_rebuilt() -> None:
+    async with proxied_cell() as (sim, proxy, driver):
+        dead = await black_hole_the_halt_link(proxy, driver)
+        # the halt link carries no traffic of its own: only the probe can notice, and it rebuilds the link
+        await until(lambda: (c := driver._halt_client) is not None and c is not dead and c.connected)
+        assert driver.incidents["halt_link_probe_failed"] >= 1 and driver.connected
+        t0 = time.perf_counter()
+        assert await driver.halt()
+        assert sim.halt_times and sim.halt_times[-1] - t0 < 0.05, "halt went out on the dead link"
