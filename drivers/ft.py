@@ -190,6 +190,7 @@ class FTSensor:
         self._last_seq: int | None = None
         self._last_t = 0.0  # perf_counter of the last valid sample (or of the start request)
         self._restart_until = 0.0  # accept a restarted sequence until then
+        self._restarts_pending = 0  # start requests sent whose restarted stream has not been seen yet
         c = self.config
         self._fmax = int(c.force_range_n * c.counts_per_force)
         self._tmax = int(c.torque_range_nm * c.counts_per_torque)
@@ -249,8 +250,9 @@ class FTSensor:
     def _request(self, command: Command) -> None:
         if self._sock is None:
             return
-        if command is Command.START:
+        if command is Command.START:  # the sensor will number a new stream from 1
             self._restart_until = perf_counter() + self.config.restart_grace_s
+            self._restarts_pending += 1
         try:
             self._sock.sendto(encode_request(command, 0), self._sensor)
         except OSError as exc:  # includes BlockingIOError: the request is lost, the watchdog retries
@@ -384,7 +386,10 @@ class FTSensor:
         if self._last_seq is not None:
             self.incidents.count(K_STREAM_RESTART, "sensor restarted its sequence",
                                  rdt_sequence=seq, last_sequence=self._last_seq)
-        self._restart_until = 0.0
+        # Each start request restarts the numbering once; several may be in flight after a stall.
+        self._restarts_pending = max(0, self._restarts_pending - 1)
+        if not self._restarts_pending:
+            self._restart_until = 0.0
         if 1 < seq <= self.config.seq_slack:
             self.stats.lost += seq - 1
             self.incidents.count(K_GAP, "lost packets at stream start", gap=seq - 1, rdt_sequence=seq)

@@ -393,3 +393,21 @@ def test_sim_garbage_kinds_are_what_they_claim() -> None:
     assert decode_record(captured[4])[3] == 2**31 - 1
     with pytest.raises(ValueError):
         sensor.inject_garbage(kind="nonsense")
+
+
+@pytest.mark.anyio
+async def test_two_start_requests_in_flight_restart_the_numbering_twice_without_loss() -> None:
+    """Under load the driver may re-request a stalled stream twice; the sensor restarts numbering each time."""
+    async with rig(stalled=True, stale_after_s=10, restart_grace_s=5) as r:
+        s, d = r.sensor, r.driver
+        await wait_until(lambda: s.client is not None)
+        await feed(r, [1, 2, 3])
+        await d.restart()
+        await d.restart()
+        await wait_until(lambda: s.requests["START"] == 3)
+        await feed(r, [1, 1, 2, 3])  # first restart sent one record, then the second restart began
+        assert [w.rdt_sequence for w in r.samples.drain()] == [1, 2, 3, 1, 1, 2, 3]
+        assert d.incidents[ft.K_STREAM_RESTART] == 2
+        assert d.stats.lost == 0 and d.stats.late == 0 and d.stats.rejected == 0
+        await feed(r, [3])  # with no restart pending, a repeat is a duplicate again
+        assert d.stats.late == 1
