@@ -28,7 +28,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-chart_app = typer.Typer(help="Inspect the statecharts: list, export, check.", no_args_is_help=True)
+chart_app = typer.Typer(help="Inspect the statecharts: list, export, check, simulate.", no_args_is_help=True)
 app.add_typer(chart_app, name="chart")
 log = structlog.get_logger("cellctl")
 
@@ -137,7 +137,7 @@ def chart_simulate(
         typer.echo(json.dumps(record.as_dict()) if as_json else str(record))
 
     final = simulate(entry.build(), entry.data(), script, until, show)
-    log.info("simulation ended", chart=name, final=final, virtual_s=until if final is None else None)
+    log.info("simulation ended", chart=name, final_state=final, until_s=until)
 
 
 @app.command("devices")
