@@ -93,6 +93,7 @@ def front_face_map(
     *,
     resolution: float = 0.005,
     unobserved_free: bool = False,
+    structure_margin: float | None = None,
 ) -> FrontFaceMap:
     """Free depth per cell over the opening from camera-frame points.
 
@@ -100,6 +101,10 @@ def front_face_map(
     in front of the opening (z < 0, e.g. an item sticking out) give 0, points at or behind the
     back give the full depth. Cells with no point are `observed = False` and get free depth 0
     (conservative) unless `unobserved_free`, which gives them the full depth.
+
+    Points within `structure_margin` (default: one cell) of the floor, ceiling or side walls
+    are the bin itself, not its contents: they only show that the cell is free at least as
+    deep as the farthest of them, and never make it an obstacle.
     """
     if not isinstance(bin_geometry, BinGeometry):
         raise PerceptionError(f"bin_geometry must be a BinGeometry, got {type(bin_geometry).__name__}")
@@ -108,12 +113,24 @@ def front_face_map(
     b = bin_geometry.to_bin(points)
     inside = (b[:, 0] >= 0) & (b[:, 0] < bin_geometry.width) & (b[:, 1] >= 0) & (b[:, 1] < bin_geometry.height)
     b = b[inside]
+    margin = r if structure_margin is None else float(structure_margin)
+    if not (np.isfinite(margin) and margin >= 0):
+        raise PerceptionError(f"structure_margin must be a finite length >= 0, got {structure_margin!r}")
+    w, h = bin_geometry.width, bin_geometry.height
+    structure = (b[:, 0] < margin) | (b[:, 0] > w - margin) | (b[:, 1] < margin) | (b[:, 1] > h - margin)
     ix = np.minimum((b[:, 0] / r).astype(np.int64), nx - 1)
     iy = np.minimum((b[:, 1] / r).astype(np.int64), ny - 1)
     flat = iy * nx + ix
+    z = np.clip(b[:, 2], 0.0, bin_geometry.depth)
     counts = np.bincount(flat, minlength=ny * nx).astype(np.int32)
+    contents = ~structure
+    hit = np.bincount(flat[contents], minlength=ny * nx) > 0
     free = np.full(ny * nx, bin_geometry.depth, dtype=np.float64)
-    np.minimum.at(free, flat, np.clip(b[:, 2], 0.0, bin_geometry.depth))
+    np.minimum.at(free, flat[contents], z[contents])
+    seen = np.zeros(ny * nx, dtype=np.float64)  # how deep the bin's own surfaces show the cell free
+    np.maximum.at(seen, flat[structure], z[structure])
+    only_structure = ~hit & (counts > 0)
+    free[only_structure] = seen[only_structure]
     observed = counts > 0
     if not unobserved_free:
         free[~observed] = 0.0

@@ -164,3 +164,20 @@ def test_bad_occupancy_inputs(fmap):
         free_space_boxes(fmap, 0.1, max_boxes=0)
     with pytest.raises(PerceptionError, match="2-D bool"):
         largest_rectangle(np.zeros((3, 3)))
+
+
+def test_the_bins_own_floor_and_walls_are_not_obstacles() -> None:
+    """An empty rendered bin: the floor row and side columns are free as deep as they are seen."""
+    from drivers.sim.world import Bin
+    from drivers.sim.world_render import CameraPose, render_bin
+
+    empty = Bin("b", 450.0, 300.0, 350.0)
+    pose = CameraPose()
+    view = render_bin(empty, pose=pose)
+    origin = pose.to_camera(empty, np.zeros((1, 3)))[0]
+    geometry = BinGeometry(tuple(float(v) for v in origin), 0.45, 0.3, 0.35)
+    fmap = front_face_map(depth_to_points(view.depth_m, view.intrinsics, mask=view.cls != 2), geometry)
+    seen = fmap.observed
+    assert seen[0].mean() > 0.9 and seen[:, 0].mean() > 0.5
+    assert np.all(fmap.free_depth[0][seen[0]] > 0.1)  # floor row: free, not blocked at depth 0
+    assert np.all(fmap.free_depth[:, 0][seen[:, 0]] > 0.1)  # left wall column likewise
