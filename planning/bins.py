@@ -24,6 +24,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from planning.checks import real
 from planning.placement import (
     Placement,
     PlacementReason,
@@ -31,7 +32,6 @@ from planning.placement import (
     PlanningError,
     _check_free_depth,
     _check_occupancy,
-    _positive_finite,
     find_placements,
 )
 
@@ -77,7 +77,7 @@ class ItemDims:
 
     def __post_init__(self) -> None:
         for name in ("width_mm", "height_mm", "depth_mm"):
-            _positive_finite(name, getattr(self, name))
+            real(name, getattr(self, name))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -97,9 +97,9 @@ class BinState:
             raise PlanningError(f"bin_id must be a non-empty str, got {self.bin_id!r}")
         occ = _check_occupancy(self.occupancy)
         _check_free_depth(self.free_depth_mm, occ.shape)
-        cell = _positive_finite(f"{self.bin_id}: cell_mm", self.cell_mm)
+        cell = real(f"{self.bin_id}: cell_mm", self.cell_mm)
         for name in ("width_mm", "height_mm", "depth_mm"):
-            _positive_finite(f"{self.bin_id}: {name}", getattr(self, name))
+            real(f"{self.bin_id}: {name}", getattr(self, name))
         rows, cols = occ.shape
         # The image must cover the face to within one cell (partial edge cells are allowed).
         if not (math.ceil(self.width_mm / cell - 1e-9) == cols and math.ceil(self.height_mm / cell - 1e-9) == rows):

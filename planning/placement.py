@@ -41,6 +41,8 @@ from enum import StrEnum
 
 import numpy as np
 
+from .checks import PlanningError, real
+
 __all__ = [
     "Placement",
     "PlacementReason",
@@ -51,10 +53,6 @@ __all__ = [
 ]
 
 _EPS = 1e-9
-
-
-class PlanningError(ValueError):
-    """An invalid planning request (bad shapes, dtypes, units, NaN, empty inputs)."""
 
 
 class PlacementReason(StrEnum):
@@ -113,15 +111,6 @@ class PlacementResult:
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _positive_finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise PlanningError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0.0:
-        raise PlanningError(f"{name} must be finite and > 0, got {value!r}")
-    return v
-
-
 def _check_occupancy(occupancy: object) -> np.ndarray:
     if not isinstance(occupancy, np.ndarray):
         raise PlanningError(f"occupancy must be a numpy array, got {type(occupancy).__name__}")
@@ -152,9 +141,9 @@ def _check_free_depth(free_depth_mm: object, shape: tuple[int, ...]) -> np.ndarr
 
 def footprint_cells(width_mm: float, height_mm: float, cell_mm: float) -> tuple[int, int]:
     """(cols, rows) covered by a footprint, rounding partial cells up (tolerant to float noise)."""
-    w = _positive_finite("width_mm", width_mm)
-    h = _positive_finite("height_mm", height_mm)
-    c = _positive_finite("cell_mm", cell_mm)
+    w = real("width_mm", width_mm)
+    h = real("height_mm", height_mm)
+    c = real("cell_mm", cell_mm)
     return max(1, math.ceil(w / c - _EPS)), max(1, math.ceil(h / c - _EPS))
 
 
@@ -288,12 +277,12 @@ def find_placements(
     about the depth axis (width and height swapped). ``max_results=None`` returns all placements.
     """
     occ = _check_occupancy(occupancy)
-    cell = _positive_finite("cell_mm", cell_mm)
+    cell = real("cell_mm", cell_mm)
     kw, kh = footprint_cells(width_mm, height_mm, cell)
     w, h = float(width_mm), float(height_mm)
     if not isinstance(allow_rotation, bool):
         raise PlanningError(f"allow_rotation must be bool, got {type(allow_rotation).__name__}")
-    frac = _positive_finite("min_support_fraction", min_support_fraction)
+    frac = real("min_support_fraction", min_support_fraction)
     if frac > 1.0:
         raise PlanningError(f"min_support_fraction must be in (0, 1], got {min_support_fraction!r}")
     if max_results is not None and (
@@ -305,7 +294,7 @@ def find_placements(
     blocked = occ
     if free_depth_mm is not None:
         fd = _check_free_depth(free_depth_mm, occ.shape)
-        d = _positive_finite("depth_mm", depth_mm)
+        d = real("depth_mm", depth_mm)
         shallow = fd < d - _EPS
         if shallow.any():
             blocked = occ | shallow

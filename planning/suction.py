@@ -52,7 +52,7 @@ from perception.cloud import Segment
 from perception.patches import Patch
 from perception.sdf import SignedDistanceField
 
-from .placement import PlanningError
+from .checks import PlanningError, real, vec3
 
 __all__ = [
     "Approach",
@@ -122,27 +122,6 @@ class CandidateResult:
 
 
 # ----------------------------------------------------------------------------------------------- validation
-
-
-def _real(name: str, value: object, *, allow_zero: bool = False, upper: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise PlanningError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0.0 or (v == 0.0 and not allow_zero):
-        raise PlanningError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {value!r}")
-    if upper is not None and v > upper:
-        raise PlanningError(f"{name} must be <= {upper}, got {value!r}")
-    return v
-
-
-def _vec3(name: str, value: object) -> np.ndarray:
-    try:
-        v = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise PlanningError(f"{name} must be a 3-vector, got {value!r}") from exc
-    if v.shape != (3,) or not np.all(np.isfinite(v)):
-        raise PlanningError(f"{name} must be a finite 3-vector, got {value!r}")
-    return v
 
 
 def _check_patch(i: int, p: object) -> None:
@@ -218,13 +197,13 @@ def rank_suction_candidates(
         raise PlanningError(f"sdf must be a SignedDistanceField, got {type(sdf).__name__}")
     if isinstance(patches, Patch | str | bytes) or not isinstance(patches, Sequence):
         raise PlanningError(f"patches must be a sequence of Patch, got {type(patches).__name__}")
-    cup_r = _real("cup_radius_m", cup_radius_m)
+    cup_r = real("cup_radius_m", cup_radius_m)
     cup_area = math.pi * cup_r * cup_r
-    min_area = cup_area if min_area_m2 is None else _real("min_area_m2", min_area_m2, allow_zero=True)
-    length = _real("extraction_distance_m", extraction_distance_m)
-    offset = cup_r + 2.0 * sdf.resolution if start_offset_m is None else _real("start_offset_m", start_offset_m)
-    min_cov = _real("min_seal_coverage", min_seal_coverage, upper=1.0)
-    d_ref = _real("centroid_scale_m", centroid_scale_m)
+    min_area = cup_area if min_area_m2 is None else real("min_area_m2", min_area_m2, allow_zero=True)
+    length = real("extraction_distance_m", extraction_distance_m)
+    offset = cup_r + 2.0 * sdf.resolution if start_offset_m is None else real("start_offset_m", start_offset_m)
+    min_cov = real("min_seal_coverage", min_seal_coverage, upper=1.0)
+    d_ref = real("centroid_scale_m", centroid_scale_m)
     if samples is None:
         n_samples = max(2, math.ceil(length / (0.5 * sdf.resolution)) + 1)
     elif isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 2:
@@ -360,15 +339,15 @@ def pick_primitives(
     """
     if not isinstance(candidate, SuctionCandidate):
         raise PlanningError(f"candidate must be a SuctionCandidate, got {type(candidate).__name__}")
-    point = _vec3("candidate.point", candidate.point)
-    approach = _vec3("candidate.approach", candidate.approach)
+    point = vec3("candidate.point", candidate.point)
+    approach = vec3("candidate.approach", candidate.approach)
     norm = float(np.linalg.norm(approach))
     if abs(norm - 1.0) > 1e-3:
         raise PlanningError(f"candidate.approach must be a unit vector, got norm {norm}")
-    standoff = _real("standoff_m", standoff_m)
-    over = _real("overtravel_m", overtravel_m, allow_zero=True)
-    contact = _real("contact_force_n", contact_force_n)
-    limit = _real("force_limit_n", force_limit_n)
+    standoff = real("standoff_m", standoff_m)
+    over = real("overtravel_m", overtravel_m, allow_zero=True)
+    contact = real("contact_force_n", contact_force_n)
+    limit = real("force_limit_n", force_limit_n)
     if contact >= limit:
         raise PlanningError(f"contact_force_n {contact} must be below force_limit_n {limit}")
     if isinstance(vacuum_threshold_kpa, bool) or not isinstance(vacuum_threshold_kpa, int | float):
@@ -385,15 +364,15 @@ def pick_primitives(
     above = point - standoff * app_dir
     above.setflags(write=False)
     return [
-        Approach(above, app_dir, _real("approach_speed_m_s", approach_speed_m_s), limit),
-        GuardedApproach(app_dir, standoff + over, _real("guarded_speed_m_s", guarded_speed_m_s), contact, limit),
-        Attach(vac, _real("attach_timeout_s", attach_timeout_s)),
+        Approach(above, app_dir, real("approach_speed_m_s", approach_speed_m_s), limit),
+        GuardedApproach(app_dir, standoff + over, real("guarded_speed_m_s", guarded_speed_m_s), contact, limit),
+        Attach(vac, real("attach_timeout_s", attach_timeout_s)),
         Extract(
             out_dir,
-            _real("extraction_distance_m", extraction_distance_m),
-            _real("extract_speed_m_s", extract_speed_m_s),
-            _real("extract_force_limit_n", extract_force_limit_n),
+            real("extraction_distance_m", extraction_distance_m),
+            real("extract_speed_m_s", extract_speed_m_s),
+            real("extract_force_limit_n", extract_force_limit_n),
             vac,
         ),
-        PlaceInTote(_real("place_speed_m_s", place_speed_m_s), _real("release_s", release_s, allow_zero=True)),
+        PlaceInTote(real("place_speed_m_s", place_speed_m_s), real("release_s", release_s, allow_zero=True)),
     ]
