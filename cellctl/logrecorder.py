@@ -1,0 +1,58 @@
+"""The controller's recorder: the event log's channels, their JSON schemas, and sample batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from .eventlog import EventLog
+from .eventlog.batch import BATCH_SCHEMA_NAME, SampleBatcher
+
+_OBJECT = {"type": "object"}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "run.meta": {"type": "object", "description": "what ran: task, seed, faults, config, versions",
+                 "required": ["mode"]},
+    "port.call": {"type": "object", "description": "a Workcell call by the charts (an output)",
+                  "properties": {"seq": {"type": "integer"}, "method": {"type": "string"}, "args": _OBJECT},
+                  "required": ["seq", "method", "args"]},
+    "port.reply": {"type": "object", "description": "the reply to a Workcell call (an input)",
+                   "properties": {"seq": {"type": "integer"}, "method": {"type": "string"}, "result": {}},
+                   "required": ["seq", "method", "result"]},
+    "chart.transition": {"type": "object", "description": "a statechart transition",
+                         "properties": {"chart": {"type": "string"}, "state": {"type": ["string", "null"]},
+                                        "target": {"type": "array", "items": {"type": "string"}},
+                                        "event": {"type": ["string", "null"]}},
+                         "required": ["chart", "state", "target", "event"]},
+    "cell.command": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
+    "plc.status": {"type": "object", "properties": {"connected": {"type": "boolean"}}, "required": ["connected"]},
+    "robot.halt": _OBJECT,
+    "camera.change": {"type": "object", "description": "10 Hz frame change while a motion is watched",
+                      "properties": {"dt_s": {"type": "number"}, "fraction": {"type": "number"}}},
+    "camera.frame": _OBJECT,
+}
+SAMPLE_TOPICS: dict[str, tuple[str, ...]] = {"ft.wrench": ("fz",), "robot.suction": ("kpa",)}
+
+
+class LogRecorder:
+    """Writes records and sample batches to an `EventLog` (channels declared up front)."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        for topic, schema in SCHEMAS.items():
+            log.add_channel(topic, f"cellctl.{topic}", schema)
+        for topic, fields in SAMPLE_TOPICS.items():
+            log.add_channel(topic, BATCH_SCHEMA_NAME, SampleBatcher(topic, fields).json_schema())
+
+    def record(self, topic: str, t_s: float, payload: BaseModel | dict[str, Any]) -> None:
+        self.log.write(topic, t_s, payload)
+
+    def record_samples(self, topic: str, t0_s: float, rate_hz: float, columns: dict[str, np.ndarray]) -> None:
+        """One batch record: ``columns["t"]`` holds offsets (s) from ``t0_s``, the rest one column per field."""
+        dt = columns["t"]
+        record: dict[str, Any] = {"t0": t0_s, "dt_ns": np.rint(np.asarray(dt) * 1e9).astype(np.int64).tolist()}
+        for name, values in columns.items():
+            if name != "t":
+                record[name] = np.round(np.asarray(values, dtype=np.float64), 4).tolist()
+        self.log.write(topic, t0_s, record)

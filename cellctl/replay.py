@@ -1,0 +1,224 @@
+"""Replay: recorded port replies fed back through the current charts on virtual time, compared with the record.
+
+The log's `port.call`/`port.reply` records stand in for the cell: each call the charts make now must equal
+the next recorded call (method and arguments), and gets the recorded reply after the recorded delay.
+Chart transitions are compared one by one with `chart.transition` records. The first difference, in a
+command or a transition, is the divergence; replay stops there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+
+from statecharts.engine import TraceRecord
+from statecharts.workcell import (
+    Eligibility,
+    Interlocks,
+    ItemArrival,
+    Motion,
+    MotionResult,
+    PickOrder,
+    PickPlan,
+    StowOption,
+    StowPlan,
+    TaskReport,
+    Verification,
+)
+
+from .recording import CALL, COMMAND, PORT, REPLY, TRANSITION, canonical, encode_args, transition_payload
+
+
+class ReplayError(ValueError):
+    """The log cannot be replayed (missing or malformed records)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    t_s: float
+    topic: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    time_s: float
+    kind: str  # "command" or "transition"
+    expected: str
+    actual: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"time": round(self.time_s, 6), "kind": self.kind, "expected": self.expected, "actual": self.actual}
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    t_s: float
+    seq: int
+    method: str
+    key: str  # canonical method + args
+
+
+class Diverged(Exception):
+    """Raised inside the replay to stop it at the first divergence."""
+
+
+@dataclass
+class ReplayLog:
+    """A log split into what replay needs; built by `ReplayLog.of(entries)`."""
+
+    meta: dict[str, Any]
+    calls: list[_Call]
+    replies: dict[int, list[tuple[float, Any]]]
+    transitions: list[tuple[float, str]]
+    commands: list[tuple[float, str]]
+    records: int
+    start_s: float
+
+    @classmethod
+    def of(cls, entries: Iterable[Entry]) -> ReplayLog:
+        meta: dict[str, Any] | None = None
+        calls: list[_Call] = []
+        replies: dict[int, list[tuple[float, Any]]] = {}
+        transitions: list[tuple[float, str]] = []
+        commands: list[tuple[float, str]] = []
+        n = 0
+        start: float | None = None
+        for e in entries:
+            n += 1
+            start = e.t_s if start is None else min(start, e.t_s)
+            p = e.payload
+            try:
+                if e.topic == "run.meta":
+                    meta = p
+                elif e.topic == CALL:
+                    method = p["method"]
+                    if method not in PORT:
+                        raise ReplayError(f"record at {e.t_s:.3f} s calls unknown port method {method!r}")
+                    calls.append(_Call(e.t_s, int(p["seq"]), method, canonical({"method": method, "args": p["args"]})))
+                elif e.topic == REPLY:
+                    replies.setdefault(int(p["seq"]), []).append((e.t_s, p["result"]))
+                elif e.topic == TRANSITION:
+                    transitions.append((e.t_s, canonical(p)))
+                elif e.topic == COMMAND:
+                    commands.append((e.t_s, str(p["command"])))
+            except (KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, ReplayError):
+                    raise
+                raise ReplayError(f"malformed {e.topic} record at {e.t_s:.3f} s: {exc!r}") from exc
+        if meta is None:
+            raise ReplayError("the log has no run.meta record: it was not written by cellctl run/sim")
+        return cls(meta, calls, replies, transitions, commands, n, start or 0.0)
+
+
+@dataclass
+class Comparator:
+    """Compares replayed transitions and commands with the record; keeps the first divergence."""
+
+    log: ReplayLog
+    first: Divergence | None = None
+    transitions: int = 0
+    _next_call: int = 0
+    scope: anyio.CancelScope | None = field(default=None, repr=False)
+
+    def diverge(self, d: Divergence) -> None:
+        if self.first is None:
+            self.first = d
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def trace(self, record: TraceRecord) -> None:
+        if record.kind != "transition" or self.first is not None:
+            return
+        actual = canonical(transition_payload(record))
+        i = self.transitions
+        self.transitions += 1
+        if i >= len(self.log.transitions):
+            self.diverge(Divergence(record.time, "transition", "(end of record)", actual))
+        elif self.log.transitions[i][1] != actual:
+            self.diverge(Divergence(record.time, "transition", self.log.transitions[i][1], actual))
+
+    def next_call(self, method: str, values: tuple[Any, ...]) -> _Call | None:
+        actual = canonical({"method": method, "args": encode_args(method, values)})
+        i = self._next_call
+        self._next_call += 1
+        now = anyio.current_time()
+        if i >= len(self.log.calls):
+            self.diverge(Divergence(now, "command", "(end of record)", actual))
+            return None
+        expected = self.log.calls[i]
+        if expected.key != actual:
+            self.diverge(Divergence(now, "command", expected.key, actual))
+            return None
+        return expected
+
+
+class ReplayWorkcell:
+    """The Workcell port served from a log."""
+
+    def __init__(self, comparator: Comparator) -> None:
+        self.c = comparator
+
+    async def _serve(self, method: str, *values: Any) -> Any:
+        call = self.c.next_call(method, values)
+        if call is None:
+            await anyio.sleep_forever()
+        assert call is not None
+        replies = self.c.log.replies.get(call.seq)
+        if not replies:
+            await anyio.sleep_forever()  # the recorded call never returned (cancelled)
+        t_reply, result = replies[0]
+        await anyio.sleep(max(0.0, t_reply - call.t_s))
+        try:
+            return PORT[method].result.validate_python(result)
+        except ValidationError as exc:
+            raise ReplayError(f"recorded reply to {method} (seq {call.seq}) is invalid: {exc}") from exc
+
+    async def next_item(self, timeout_s: float) -> ItemArrival | None:
+        return await self._serve("next_item", timeout_s)
+
+    async def next_order(self, timeout_s: float) -> PickOrder | None:
+        return await self._serve("next_order", timeout_s)
+
+    async def move(self, motion: Motion) -> MotionResult:
+        return await self._serve("move", motion)
+
+    async def set_hook(self, down: bool, timeout_s: float) -> MotionResult:
+        return await self._serve("set_hook", down, timeout_s)
+
+    async def plan_stow(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
+        return await self._serve("plan_stow", item, exclude_bins)
+
+    async def verify_stow(self, item: ItemArrival, option: StowOption) -> Verification:
+        return await self._serve("verify_stow", item, option)
+
+    async def check_pick(self, order: PickOrder) -> Eligibility:
+        return await self._serve("check_pick", order)
+
+    async def plan_pick(self, order: PickOrder) -> PickPlan:
+        return await self._serve("plan_pick", order)
+
+    async def report(self, report: TaskReport) -> None:
+        await self._serve("report", report)
+
+    async def halt(self) -> None:
+        await self._serve("halt")
+
+    def interlocks(self) -> AsyncIterator[Interlocks]:
+        return self._interlocks()
+
+    async def _interlocks(self) -> AsyncIterator[Interlocks]:
+        call = self.c.next_call("interlocks", ())
+        if call is None:
+            await anyio.sleep_forever()
+        assert call is not None
+        last = call.t_s
+        for t, value in self.c.log.replies.get(call.seq, []):
+            await anyio.sleep(max(0.0, t - last))
+            last = t
+            yield Interlocks.model_validate(value)
+        await anyio.sleep_forever()
