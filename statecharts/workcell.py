@@ -38,7 +38,9 @@ __all__ = [
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Frozen, no unknown fields, finite numbers only (the log is JSON: inf and NaN would not survive)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Primitive(StrEnum):

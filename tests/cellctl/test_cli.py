@@ -20,10 +20,11 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.strip() == f"cellctl {__version__}"
 
 
-def test_chart_list_names_the_demo() -> None:
+def test_chart_list_names_the_cell_charts_and_the_demo() -> None:
     result = runner.invoke(app, ["chart", "list"])
     assert result.exit_code == 0
-    assert result.output.startswith("stow_demo") and "states" in result.output
+    names = [line.split()[0] for line in result.output.splitlines() if line.strip()]
+    assert {"cell", "stow", "pick", "stow_demo"} <= set(names) and "states" in result.output
 
 
 def test_chart_export_mermaid_and_scxml(tmp_path: Path) -> None:

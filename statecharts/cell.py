@@ -1,0 +1,192 @@
+"""`cell`: the cell's mode, after the PackML state model (ISA-TR88), driving stow and pick tasks.
+
+    live (watches interlocks; cmd.abort / interlock trip -> aborting)
+      stopped --cmd.reset--> [running] resetting -> idle --cmd.start--> starting -> execute
+        execute: runs task cycles (tasks.run_task); cycle.done counts outcomes
+                 -> completing -> complete (max_cycles reached)   -> suspending -> suspended (a task starved)
+                 --cmd.hold--> holding -> held --cmd.unhold--> unholding -> execute
+                 --cmd.suspend--> suspending -> suspended --cmd.unsuspend--> unsuspending -> execute
+        complete --cmd.reset--> resetting
+      [running] --cmd.stop--> stopping -> stopped
+      clearing -> stopped
+    aborting (halt) -> aborted --cmd.clear--> clearing
+
+Acting states end with ``state_complete`` from their activity. Leaving `execute` cancels the task (its
+report is still delivered, see `tasks.run_task`); holding, suspending and stopping then make the arm safe
+(retract, hook up). A failed safe move aborts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio.lowlevel
+
+from .engine import ActionContext, Activity, ActivityContext, Chart, Event, State, TraceHook, activity, on
+from .engine.model import Action
+from .tasks import Starved, TaskConfig, bounded, make_arm_safe, run_task
+from .workcell import TaskReport, Workcell
+
+__all__ = ["CellData", "build"]
+
+TaskMix = Literal["stow", "pick", "mixed"]
+
+
+@dataclass
+class CellData:
+    """The cell's settings and counters (the counters are what the FC sees)."""
+
+    workcell: Workcell
+    task: TaskMix = "stow"
+    max_cycles: int | None = None  # None: run until stopped
+    config: TaskConfig = field(default_factory=TaskConfig)
+    trace_hooks: Sequence[TraceHook] = ()
+    seq: int = 0  # tasks started (the next task id)
+    cycles: int = 0  # tasks ended with a report
+    counts: Counter[str] = field(default_factory=Counter)  # reports by outcome
+    reports: list[TaskReport] = field(default_factory=list)
+    last_starved: Starved | None = None
+    stop_reason: str = ""  # why the cell aborted / last safe-move failure
+
+    def kind_for(self, seq: int) -> Literal["stow", "pick"]:
+        if self.task == "mixed":
+            return "stow" if seq % 2 == 0 else "pick"
+        return self.task
+
+
+# -- activities ----------------------------------------------------------------------------------------------
+
+
+@activity("state_complete")
+async def complete_at_once(ctx: ActivityContext) -> None:
+    """Resetting, starting, unholding, unsuspending, completing, clearing: nothing to wait for yet."""
+    await anyio.lowlevel.checkpoint()
+    ctx.post("state_complete")
+
+
+@activity("cycle.done", "task.starved", "cycles.finished")
+async def execute_cycles(ctx: ActivityContext) -> None:
+    data: CellData = ctx.data
+    while data.max_cycles is None or data.cycles < data.max_cycles:
+        seq = data.seq
+        data.seq += 1
+        kind = data.kind_for(seq)
+        result = await run_task(
+            kind, data.workcell, task_id=f"{kind}-{seq:06d}", trace_hooks=data.trace_hooks, config=data.config
+        )
+        if isinstance(result, Starved):
+            ctx.post("task.starved", result)
+            return
+        data.cycles += 1
+        ctx.post("cycle.done", result)
+    ctx.post("cycles.finished")
+
+
+@activity("state_complete", "safe.failed")
+async def make_safe(ctx: ActivityContext) -> None:
+    """Holding, suspending, stopping: retract the arm, let the band close."""
+    data: CellData = ctx.data
+    problem = await make_arm_safe(data.workcell, data.config)
+    ctx.post("state_complete") if problem is None else ctx.post("safe.failed", problem)
+
+
+@activity("state_complete")
+async def halt(ctx: ActivityContext) -> None:
+    data: CellData = ctx.data
+    await bounded(data.config.retract_timeout_s, data.workcell.halt)
+    ctx.post("state_complete")
+
+
+@activity("interlock.tripped")
+async def watch_interlocks(ctx: ActivityContext) -> None:
+    data: CellData = ctx.data
+    async for value in data.workcell.interlocks():
+        if not value.ok:
+            ctx.post("interlock.tripped", f"interlock: {value.detail or 'not ok'}")
+            return
+    ctx.post("interlock.tripped", "interlock stream ended")
+
+
+# -- actions -------------------------------------------------------------------------------------------------
+
+
+def count_cycle(ctx: ActionContext, event: Event) -> None:
+    report: TaskReport = event.data
+    ctx.data.counts[report.outcome.value] += 1
+    ctx.data.reports.append(report)
+
+
+def new_run(ctx: ActionContext, event: Event) -> None:
+    ctx.data.cycles = 0  # max_cycles counts from each reset; counts are totals
+
+
+def note_starved(ctx: ActionContext, event: Event) -> None:
+    ctx.data.last_starved = event.data
+
+
+def note_reason(ctx: ActionContext, event: Event) -> None:
+    data = event.data
+    ctx.data.stop_reason = str(getattr(data, "error", None) or data or event.name)
+
+
+def _acting(id: str, act: Activity, done: str, on_entry: Action | Sequence[Action] = ()) -> State:
+    """A PackML acting state: its activity ends it with ``state_complete`` (or aborts on ``safe.failed``)."""
+    extra = [on("safe.failed", "aborting", action=note_reason)] if "safe.failed" in act.posts else []
+    return State(id, activities=act, transitions=[on("state_complete", done), *extra], on_entry=on_entry)
+
+
+def build() -> Chart:
+    return Chart(
+        "cell",
+        State(
+            "cell",
+            State(
+                "live",
+                State("stopped", transitions=[on("cmd.reset", "resetting")]),
+                State(
+                    "running",
+                    _acting("resetting", complete_at_once, "idle", on_entry=new_run),
+                    State("idle", transitions=[on("cmd.start", "starting")]),
+                    _acting("starting", complete_at_once, "execute"),
+                    State(
+                        "execute",
+                        activities=execute_cycles,
+                        transitions=[
+                            on("cycle.done", action=count_cycle),
+                            on("cycles.finished", "completing"),
+                            on("task.starved", "suspending", action=note_starved),
+                            on("cmd.hold", "holding"),
+                            on("cmd.suspend", "suspending"),
+                        ],
+                    ),
+                    _acting("completing", complete_at_once, "complete"),
+                    State("complete", transitions=[on("cmd.reset", "resetting")]),
+                    _acting("holding", make_safe, "held"),
+                    State("held", transitions=[on("cmd.unhold", "unholding")]),
+                    _acting("unholding", complete_at_once, "execute"),
+                    _acting("suspending", make_safe, "suspended"),
+                    State("suspended", transitions=[on("cmd.unsuspend", "unsuspending")]),
+                    _acting("unsuspending", complete_at_once, "execute"),
+                    initial="resetting",
+                    transitions=[on("cmd.stop", "stopping")],
+                ),
+                _acting("stopping", make_safe, "stopped"),
+                _acting("clearing", complete_at_once, "stopped"),
+                initial="stopped",
+                activities=watch_interlocks,
+                transitions=[
+                    on("cmd.abort", "aborting", action=note_reason),
+                    on("interlock.tripped", "aborting", action=note_reason),
+                    on("error", "aborting", action=note_reason),
+                ],
+            ),
+            _acting("aborting", halt, "aborted"),
+            State("aborted", transitions=[on("cmd.clear", "clearing")]),
+            initial="live",
+            transitions=[on("error", "aborted", action=note_reason)],
+        ),
+        description="cell mode after PackML (ISA-TR88): commands, task cycles, hold/suspend/stop/abort",
+    )
