@@ -75,7 +75,7 @@ class ReplayLog:
     calls: list[_Call]
     replies: dict[int, list[tuple[float, Any]]]
     transitions: list[tuple[float, str]]
-    commands: list[tuple[float, str]]
+    commands: list[tuple[float, str, str | None]]
     records: int
     start_s: float
 
@@ -85,7 +85,7 @@ class ReplayLog:
         calls: list[_Call] = []
         replies: dict[int, list[tuple[float, Any]]] = {}
         transitions: list[tuple[float, str]] = []
-        commands: list[tuple[float, str]] = []
+        commands: list[tuple[float, str, str | None]] = []
         n = 0
         start: float | None = None
         for e in entries:
@@ -105,7 +105,7 @@ class ReplayLog:
                 elif e.topic == TRANSITION:
                     transitions.append((e.t_s, canonical(p)))
                 elif e.topic == COMMAND:
-                    commands.append((e.t_s, str(p["command"])))
+                    commands.append((e.t_s, str(p["command"]), p.get("after_state")))
             except (KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, ReplayError):
                     raise
@@ -222,3 +222,49 @@ class ReplayWorkcell:
             last = t
             yield Interlocks.model_validate(value)
         await anyio.sleep_forever()
+
+
+async def _replay(log: ReplayLog) -> tuple[Comparator, float]:
+    from .cellrun import Command, cell_runner, start_cell  # cellrun imports the charts: keep this module light
+
+    comparator = Comparator(log)
+    port = ReplayWorkcell(comparator)
+    task = log.meta.get("task", "stow")
+    cycles = log.meta.get("cycles")
+    runner, data = cell_runner(port, task=task, max_cycles=cycles, hooks=[comparator.trace])
+    with anyio.CancelScope() as scope:
+        comparator.scope = scope
+        async with anyio.create_task_group() as tg:
+            run = await start_cell(tg, runner, data)
+            for t, name, after in log.commands:
+                await run.command(Command(name, after_state=after, at_s=t))
+            await run.wait_end()
+            await runner.wait_idle()
+            tg.cancel_scope.cancel()
+    if comparator.first is None and comparator.transitions < len(log.transitions):
+        t, expected = log.transitions[comparator.transitions]
+        comparator.first = Divergence(t, "transition", expected, "(replay ended)")
+    return comparator, anyio.current_time() - log.start_s
+
+
+def replay(entries: Iterable[Entry]) -> dict[str, Any]:
+    """Replay a log; the summary `cellctl replay --json` prints."""
+    import time
+
+    from statecharts.engine import VirtualClock
+
+    log = ReplayLog.of(entries)
+    t0 = time.perf_counter()
+    comparator, virtual = VirtualClock(start=log.start_s).run(_replay, log)
+    wall = time.perf_counter() - t0
+    first = comparator.first
+    return {
+        "records": log.records,
+        "transitions": comparator.transitions,
+        "recorded_transitions": len(log.transitions),
+        "diverged": first is not None,
+        "first_divergence": first.as_dict() if first is not None else None,
+        "virtual_s": round(virtual, 3),
+        "wall_s": round(wall, 3),
+        "speedup": round(virtual / wall, 1) if wall > 0 else None,
+    }

@@ -405,7 +405,8 @@ class SimWorkcell:
                        max_scene_change=0.03, backoff_mm=10.0),
                 Motion(primitive=Primitive.PLACE, params={}, timeout_s=6.0),
             )
-            candidates.append(PickCandidate(index=i, clearance_mm=round(c.clearance * 1e3, 1), area_mm2=area,
+            clearance = round(min(c.clearance, 1.0) * 1e3, 1)  # an unobstructed path reads 1 m
+            candidates.append(PickCandidate(index=i, clearance_mm=clearance, area_mm2=area,
                                             steps=steps))
         reason = "" if candidates else f"no suction candidate: {ranked.reason.value}"
         plan = PickPlan(candidates=tuple(candidates), reason=reason)

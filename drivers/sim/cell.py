@@ -11,8 +11,9 @@ All randomness comes from one seeded generator, so a seed and a call sequence re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -89,16 +90,33 @@ class SimCell:
         self.faults = faults
         self.jitter = jitter
         self.rng = np.random.default_rng(seed)
-        self.pod: Pod = generate_pod(self.rng, rows=rows, cols=cols, pod_id="P1")
-        self._next_id = 1 + max((p.item_id for b in self.pod.bins for p in b.items), default=0)
+        self.rows, self.cols = rows, cols
+        self.pods = 0
+        self._next_id = 1
+        self.versions: dict[str, int] = {}
+        self.pod: Pod = self._new_pod()
         self._orders = 0
-        self.versions: dict[str, int] = {b.bin_id: 0 for b in self.pod.bins}
         self.arriving: Item | None = None  # at the conveyor's pick-up point
         self.held: Item | None = None  # in the gripper (stow) or on the cup (pick)
         self.tote: list[Item] = []
         self.hook_down = False
 
     # ------------------------------------------------------------------ helpers
+    def _new_pod(self) -> Pod:
+        """The next pod at the station (the FC rotates pods: a full one leaves, a fresh one arrives)."""
+        self.pods += 1
+        pod = generate_pod(self.rng, rows=self.rows, cols=self.cols, pod_id=f"P{self.pods}")
+        for b in pod.bins:  # item ids stay unique across pods
+            b.items = [replace(p, item=replace(p.item, item_id=p.item_id + self._next_id - 1)) for p in b.items]
+            self.versions[b.bin_id] = 0
+        self._next_id = 1 + max((p.item_id for b in pod.bins for p in b.items), default=self._next_id - 1)
+        return pod
+
+    def fill(self) -> float:
+        """Fraction of the pod's volume taken by items."""
+        used = sum(math.prod(p.item.size_mm) for b in self.pod.bins for p in b.items)
+        return used / sum(b.width_mm * b.height_mm * b.depth_mm for b in self.pod.bins)
+
     def chance(self, p: float) -> bool:
         return p > 0.0 and float(self.rng.random()) < p
 
@@ -123,6 +141,8 @@ class SimCell:
     # ------------------------------------------------------------------ conveyor and FC
     def next_arrival(self) -> tuple[Item, float, float]:
         """The next item on the conveyor, the index time (s) and how long the PLC link is down before it."""
+        if self.fill() > 0.35:
+            self.pod = self._new_pod()
         if self.arriving is None:
             w, h, d = (float(v) for v in self.rng.uniform((40, 30, 60), (180, 140, 250)))
             stiffness = float(self.rng.uniform(0.0, 1.0))
@@ -141,9 +161,13 @@ class SimCell:
             truth = ground_truth_eligibility(b)
             for item_id, cls in truth.items():
                 anything.append((b.bin_id, item_id))
-                if cls == "free":
+                w, h, _ = b.get(item_id).item.size_mm
+                if cls == "free" and min(w, h) >= 40.0:  # the robot's item list: big enough for the cup
                     choices.append((b.bin_id, item_id))
-        pool = anything if (not choices or self.chance(0.02)) else choices
+        if len(choices) < 4:
+            self.pod = self._new_pod()
+            return self.next_order()
+        pool = anything if self.chance(0.02) else choices
         if not pool:
             return None, down
         bin_id, item_id = pool[int(self.rng.integers(len(pool)))]
