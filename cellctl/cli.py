@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 chart_app = typer.Typer(help="Inspect the statecharts: list, export, check, simulate.", no_args_is_help=True)
 app.add_typer(chart_app, name="chart")
+log_app = typer.Typer(help="Read event logs (MCAP files written by the controller).", no_args_is_help=True)
+app.add_typer(log_app, name="log")
 log = structlog.get_logger("cellctl")
 
 
@@ -138,6 +140,31 @@ def chart_simulate(
 
     final = simulate(entry.build(), entry.data(), script, until, show)
     log.info("simulation ended", chart=name, final_state=final, until_s=until)
+
+
+@log_app.command("show")
+def log_show(
+    file: Annotated[Path, typer.Argument(help="An event log (.mcap); a rotated set is followed from its first file.")],
+    topic: Annotated[list[str] | None, typer.Option("--topic", "-t", help="Only this topic (repeatable).")] = None,
+    since: Annotated[float | None, typer.Option(help="Only records at or after this log time, s.")] = None,
+    until: Annotated[float | None, typer.Option(help="Only records before this log time, s.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Stop after N records.", min=0)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record: t, topic, payload.")] = False,
+) -> None:
+    """Print an event log as a timeline: log time (s), topic, a summary of the payload.
+
+    Records come in log-time order within each file. Exits 2 if the file is missing or not a readable log.
+    """
+    from .logshow import show
+
+    def error(text: str) -> None:
+        typer.echo(text, err=True)
+
+    status = show(
+        file, topics=topic, since_s=since, until_s=until, limit=limit, as_json=as_json, echo=typer.echo, error=error
+    )
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("devices")

@@ -1,0 +1,27 @@
+"""The append-only MCAP event log (design.md, "Event log and replay").
+
+Writing: `EventLog.open(path)` then `add_channel` / `write`; high-rate samples go through a
+`SampleBatcher` (`EventLog.batcher`). Reading: `read_log(path)` yields `LogRecord`s in log-time
+order per file, across a rotated set, and tolerates a file torn by a crash.
+
+Files: MCAP, no profile, JSON messages with `jsonschema` schemas, zstd chunks. A log that outgrows
+`rotate_bytes` continues in `<stem>-0001<suffix>`, `<stem>-0002<suffix>`, … next to the first file.
+"""
+
+from .batch import FT_FIELDS, SampleBatcher, is_batch, iter_samples
+from .naming import part_path, rotated_set
+from .reader import LogFormatError, LogRecord, read_log
+from .writer import EventLog
+
+__all__ = [
+    "FT_FIELDS",
+    "EventLog",
+    "LogFormatError",
+    "LogRecord",
+    "SampleBatcher",
+    "is_batch",
+    "iter_samples",
+    "part_path",
+    "read_log",
+    "rotated_set",
+]
