@@ -331,6 +331,7 @@ def sweep(
     mu: float = 0.4,
     max_compression: float = 0.5,
     max_force_n: float = 40.0,
+    hold: bool = False,
 ) -> SweepResult:
     """Push items sideways with a paddle spanning y in `height_band` and the bin's whole depth.
 
@@ -342,7 +343,9 @@ def sweep(
       `max_compression * (1 - stiffness)` of its width, letting the paddle go further; when nothing
       can squeeze any more the paddle stalls. Squeeze is shared by the jammed chain's items as the same
       fraction of each one's squeezable width. Squeezed items spring back when the paddle withdraws:
-      the world keeps the rigid configuration at `relaxed_travel_mm`.
+      the world keeps the rigid configuration at `relaxed_travel_mm`. With `hold` the paddle stays
+      extended (as while an item is ejected into the cleared span): squeezed items keep their squeezed
+      width and the free span reaches `travel_mm`.
     - Items resting on pushed items are not carried; afterwards `settle` drops any that lost support.
     - Force: friction `mu * g * m` for every moved item plus the items resting on it, plus a spring
       term `k(stiffness) * squeeze` per squeezed item with k = 0.05 + 4.95 * stiffness N/mm, capped at
@@ -418,11 +421,20 @@ def sweep(
         compression = {items[j].item_id: hi * squeezable[j] for j in sorted(jammed) if hi * squeezable[j] > EPS}
     moved: dict[int, float] = {}
     new_items = []
+    held = hold and bool(compression)
+    ws_held = [width[j] - compression.get(p.item_id, 0.0) for j, p in enumerate(items)]
+    off_held = offsets(ws_held) if held else off
+    p_stop = p_held if held else p_rigid
     for j, p in enumerate(items):
-        shift = max(0.0, p_rigid + off[j] - x0[j]) if off[j] > -math.inf else 0.0
+        shift = max(0.0, p_stop + off_held[j] - x0[j]) if off_held[j] > -math.inf else 0.0
         if shift > EPS:
             moved[p.item_id] = shift * direction
             p = p.moved(dx=shift * direction)
+        if held and p.item_id in compression:
+            w_new = ws_held[j]
+            x_lo = p.lo[0] if direction > 0 else p.hi[0] - w_new  # squeezed on the side away from the paddle
+            s = p.item.size_mm
+            p = replace(p, item=replace(p.item, size_mm=(w_new, s[1], s[2])), position_mm=(x_lo, p.lo[1], p.lo[2]))
         new_items.append(p)
     load = {p.item_id: p.item.mass_kg for p in items if p.item_id in moved or p.item_id in compression}
     for i in list(load):
@@ -435,7 +447,7 @@ def sweep(
     bin.items = new_items
     settle(bin)
     bin.validate()
-    span = (x_from_mm, x_from_mm + p_rigid - start) if direction > 0 else (x_from_mm - (p_rigid - start), x_from_mm)
+    span = (x_from_mm, x_from_mm + p_stop - start) if direction > 0 else (x_from_mm - (p_stop - start), x_from_mm)
     return SweepResult(
         requested_mm=distance_mm,
         travel_mm=p_held - start,
@@ -446,6 +458,59 @@ def sweep(
         force_n=force,
         stalled=stalled,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TipResult:
+    """What a tip did: `tipped` (the item now lies on its side), the peak push force (N) and why not if not."""
+
+    tipped: bool
+    force_n: float
+    reason: str = ""
+
+
+def tip(
+    bin: Bin,
+    item_id: int,
+    direction: int,
+    push_height_mm: float,
+    *,
+    mu: float = 0.4,
+    max_force_n: float = 40.0,
+) -> TipResult:
+    """Tip a standing item 90 degrees about its bottom edge on the `direction` side with a horizontal blade.
+
+    The blade pushes the item's face at `push_height_mm` (bin frame) towards `direction`. Quasi-static:
+    the item tips once the push's moment about the pivot edge beats its weight's, F = m g (w / 2) / lever
+    (lever = push height above the item's bottom), unless sliding is cheaper (mu m g <= F: it slides, no
+    tip) or F exceeds `max_force_n` (stalls, reads `max_force_n`). It then lies on its side beyond the pivot:
+    width and height swap. Nothing may rest on it and the landing box must be free (else nothing moves).
+    """
+    if direction not in (1, -1):
+        raise WorldError(f"tip direction must be +1 or -1, got {direction!r}")
+    p = bin.get(item_id)
+    w, h, d = p.item.size_mm
+    lever = push_height_mm - p.lo[1]
+    if not (math.isfinite(lever) and 0 < lever <= h):
+        raise WorldError(f"push height {push_height_mm} mm is not on item {item_id} ({p.lo[1]}..{p.hi[1]} mm)")
+    if resting_on(bin, item_id):
+        return TipResult(False, 0.0, f"items rest on item {item_id}")
+    x = p.hi[0] if direction > 0 else p.lo[0] - h
+    landed = PlacedItem(replace(p.item, size_mm=(h, w, d)), (x, p.lo[1], p.lo[2]))
+    try:
+        bin.check_placement(landed, ignore=item_id)
+    except WorldError as exc:
+        return TipResult(False, 0.0, f"no room to land: {exc}")
+    weight = p.item.mass_kg * G
+    force = weight * (w / 2) / lever
+    if force >= mu * weight:
+        return TipResult(False, min(max_force_n, mu * weight), "slides instead of tipping")
+    if force > max_force_n:
+        return TipResult(False, max_force_n, "stalled")
+    bin.items = [landed if q.item_id == item_id else q for q in bin.items]
+    settle(bin)
+    bin.validate()
+    return TipResult(True, force)
 
 
 # ------------------------------------------------------------------------------------------- generator
