@@ -90,3 +90,34 @@ def test_chart_simulate_rejects_bad_scripted_events() -> None:
         result = runner.invoke(app, ["chart", "simulate", "stow_demo", "-e", bad])
         assert result.exit_code == 2, bad
         assert "SECONDS:EVENT" in result.output
+
+
+def test_sim_json_is_deterministic_and_replays(tmp_path: Path) -> None:
+    log_file = tmp_path / "sim.mcap"
+    args = ["sim", "--task", "mixed", "--cycles", "6", "--seed", "4", "--json"]
+    first = runner.invoke(app, [*args, "--log", str(log_file)])
+    second = runner.invoke(app, args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    a, b = json.loads(first.output), json.loads(second.output)
+    for key in ("task", "seed", "cycles", "outcomes", "handoff_reasons", "virtual_s", "units_per_hour",
+                "trace_sha256", "wall_s"):
+        assert key in a
+    a.pop("wall_s"), b.pop("wall_s"), a.pop("log"), b.pop("log")
+    assert a == b
+    replayed = runner.invoke(app, ["replay", str(log_file), "--json"])
+    assert replayed.exit_code == 0, replayed.output
+    out = json.loads(replayed.output)
+    assert out["diverged"] is False and out["records"] > 0 and out["transitions"] == a["transitions"]
+
+
+def test_replay_of_a_bad_file_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(b"not an mcap file")
+    result = runner.invoke(app, ["replay", str(bad)])
+    assert result.exit_code == 2
+    assert "error" in result.output
+
+
+def test_sim_rejects_a_bad_profile() -> None:
+    result = runner.invoke(app, ["sim", "--faults", "stormy"])
+    assert result.exit_code == 2
