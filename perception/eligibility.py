@@ -1,22 +1,33 @@
 """Eligibility of segmented items for picking: not an item, free, below others, blocked by others.
 
 Geometric rules over the 3-D segments of an instance image (camera frame: x right, y DOWN,
-z forward, metres) and their depth order:
+z forward, metres), their depth order and their image boundaries. Two labelled pixels are
+neighbours when adjacent along a row or column, or when only nearer unlabelled pixels (a thin
+occluder such as the band, at most `max_gap_px`) lie between them; a segment is occluded by
+another along a seam when the other's neighbouring pixels are nearer (by `occlusion_eps_m`).
 
-- "blocked": another segment lies in front of it (its front surface nearer by `z_margin_m`) and
-  covers it in the front view: their x and y extents overlap by more than `overlap_tol_m`, or the
-  nearer segment occludes it along a shared image boundary (its pixels border this segment's
-  with smaller depth on at least `min_boundary_px` pixel pairs), so this segment continues behind it.
-- "below": another segment rests on it: that segment's bottom (largest camera y) lies within
-  `rest_gap_m` of this segment's top (smallest camera y) and their x and z extents overlap.
+- "below": another segment rests on it: that segment's lowest visible point (largest camera y)
+  lies within `rest_gap_m` of this one's top (smallest camera y), x extents overlap, and its front
+  is ahead of this segment's visible back by `contact_tol_m` (it cannot be standing behind it); or this segment hides
+  the other's bottom edge along a seam, and either the other's front is ahead of its visible back
+  or its top face is not seen at all (z extent under `z_margin_m`).
+- "blocked": another segment, not resting on it nor carrying it, lies in front of it (its front
+  surface nearer by `z_margin_m`) and covers it in the front view: (a) their x and y extents overlap
+  by more than `overlap_tol_m`; or (b) this segment lies behind all of the other's visible surface,
+  their extents touch, and the other occludes it along a seam of `min_boundary_px` pixel pairs (it
+  continues behind: this catches side faces seen past an edge); or (c) this segment rests on nothing
+  seen, its bottom edge is occluded (nearer pixels below it by `z_margin_m` on `min_boundary_px`
+  pairs) so it reaches down behind the occluders, and the other overlaps it in x and lies lower.
 - Both true resolves to "blocked" (as `drivers.sim.world.ground_truth_eligibility` does: something
   in front of an item makes it unreachable whatever rests on it).
 - "not_item": labels in `not_item_labels`, labels outside `item_labels` (when given), and segments
   too small (fewer than `min_pixels` points) or too flat (x or y extent under `min_extent_m`).
 
+Known limit: an item standing right behind a shorter one (touching its back) and an item resting
+on the back of that one's top face look the same from the front (bottom edge meets the far edge
+of the seen top face); the rules read that as "standing behind" (the commoner case in our bins).
 Labels with no valid pixel (hidden items) cannot be classified and are absent from the result;
-label 0 (`background`) is never a segment. Everything is visible-surface geometry: an item's
-hidden back and its occluded parts are inferred only through the occlusion-boundary rule above.
+label 0 (`background`) is never a segment. Everything is visible-surface geometry.
 """
 
 from __future__ import annotations
@@ -44,11 +55,14 @@ class EligibilityParams:
     rest_gap_m: float = 0.008
     min_pixels: int = 2
     min_extent_m: float = 0.0
+    occlusion_eps_m: float = 0.0
+    contact_tol_m: float = 0.0
+    max_gap_px: int = 60
 
     def __post_init__(self) -> None:
-        for name in ("z_margin_m", "overlap_tol_m", "rest_gap_m", "min_extent_m"):
+        for name in ("z_margin_m", "overlap_tol_m", "rest_gap_m", "min_extent_m", "occlusion_eps_m", "contact_tol_m"):
             check_positive(getattr(self, name), f"params.{name}", allow_zero=True)
-        for name in ("min_boundary_px", "min_pixels"):
+        for name in ("min_boundary_px", "min_pixels", "max_gap_px"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise PerceptionError(f"params.{name} must be a positive integer, got {value!r}")
@@ -84,39 +98,72 @@ def _overlap(a: Segment, b: Segment, axis: int) -> float:
     return float(min(a.upper[axis], b.upper[axis]) - max(a.lower[axis], b.lower[axis]))
 
 
-def _occlusion_counts(depth: np.ndarray, instance: np.ndarray, z_margin: float) -> dict[tuple[int, int], int]:
-    """{(occluded, occluder): vertically adjacent pixel pairs where the occluder is nearer by `z_margin`."""
+def _boundary_pairs(depth: np.ndarray, instance: np.ndarray, max_gap_px: int, see_through_m: float) -> np.ndarray:
+    """(5, K) rows: first label, second label, their depths, axis (0: first above second, 1: first left of second),
+    for neighbouring labelled pixels along columns and rows.
+
+    Two labelled pixels count as neighbours when adjacent, or when only unlabelled pixels nearer than both by
+    `see_through_m` lie between them (at most `max_gap_px`): a thin occluder such as the band hides the seam.
+    """
+    out = []
+    d = np.where(np.isfinite(depth) & (depth > 0), depth, np.inf).astype(np.float64)
+    for axis, (lab_img, d_img) in enumerate(((instance.T, d.T), (instance, d))):  # columns (first = upper), rows
+        lab = np.ascontiguousarray(lab_img).ravel()
+        dd = np.ascontiguousarray(d_img).ravel()
+        line = lab_img.shape[1]
+        idx = np.flatnonzero(lab)
+        if idx.size < 2:
+            continue
+        i0, i1 = idx[:-1], idx[1:]
+        keep = (lab[i0] != lab[i1]) & (i0 // line == i1 // line) & (i1 - i0 - 1 <= max_gap_px)
+        i0, i1 = i0[keep], i1[keep]
+        gap = i1 - i0 > 1
+        if gap.any():
+            s, e = i0[gap] + 1, i1[gap]
+            pad = np.append(dd, np.inf)
+            gmax = np.maximum.reduceat(pad, np.stack([s, e], axis=1).ravel())[::2]
+            ok = np.ones(i0.size, dtype=bool)
+            ok[gap] = gmax < np.minimum(dd[i0[gap]], dd[i1[gap]]) - see_through_m
+            i0, i1 = i0[ok], i1[ok]
+        lab0, lab1 = lab[i0].astype(np.float64), lab[i1].astype(np.float64)
+        out.append(np.stack([lab0, lab1, dd[i0], dd[i1], np.full(i0.size, float(axis))]))
+    return np.concatenate(out, axis=1) if out else np.zeros((5, 0))
+
+
+def _occlusion_counts(pairs: np.ndarray, z_margin: float) -> dict[tuple[int, int], int]:
+    """{(occluded, occluder): neighbouring pixel pairs where the occluder is nearer by more than `z_margin`."""
     counts: dict[tuple[int, int], int] = {}
-    d = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float64)
-    for sl_a, sl_b in (((slice(None, -1), slice(None)), (slice(1, None), slice(None))),):
-        la, lb, da, db = instance[sl_a], instance[sl_b], d[sl_a], d[sl_b]
-        with np.errstate(invalid="ignore"):
-            pair = (la != lb) & (la != 0) & (lb != 0)
-            a_far = pair & (da > db + z_margin)  # b occludes a
-            b_far = pair & (db > da + z_margin)
-        for far, near, mask in ((la, lb, a_far), (lb, la, b_far)):
-            if not mask.any():
-                continue
-            keys, n = np.unique(np.stack([far[mask], near[mask]]), axis=1, return_counts=True)
-            for (f, o), c in zip(keys.T.tolist(), n.tolist(), strict=True):
-                counts[(f, o)] = counts.get((f, o), 0) + c
+    la, lb, da, db = pairs[:4]
+    for far, near, mask in ((la, lb, da > db + z_margin), (lb, la, db > da + z_margin)):
+        if not mask.any():
+            continue
+        keys, n = np.unique(np.stack([far[mask], near[mask]]).astype(np.int64), axis=1, return_counts=True)
+        for (f, o), c in zip(keys.T.tolist(), n.tolist(), strict=True):
+            counts[(f, o)] = counts.get((f, o), 0) + c
     return counts
 
 
 def _rests_on(
-    top_label: int, top: Segment, base_label: int, base: Segment, occl: dict[tuple[int, int], int], p: EligibilityParams
+    top_label: int,
+    top: Segment,
+    base_label: int,
+    base: Segment,
+    seam: dict[tuple[int, int], int],
+    p: EligibilityParams,
 ) -> bool:
     """Whether `top` rests on `base` (x overlap already checked). Camera y is down: a top is a min y."""
     gap = float(top.upper[1] - base.lower[1])  # top's lowest visible point vs base's highest
-    in_depth = top.lower[2] < base.upper[2] - p.z_margin_m and top.upper[2] > base.lower[2]
+    # Top's front is ahead of the base's visible back: it cannot be standing behind the base.
+    ahead = top.lower[2] < base.upper[2] - p.contact_tol_m
+    in_depth = ahead and top.upper[2] > base.lower[2]
     if abs(gap) <= p.rest_gap_m and in_depth:
         return True  # bottom seen touching the base, footprints overlapping in depth
     # The base hides top's bottom edge (camera below the base's top): top must start above the base
     # and in front of the base's visible back, else it stands behind the base.
     return (
         gap <= p.rest_gap_m
-        and occl.get((top_label, base_label), 0) >= p.min_boundary_px
-        and (top.lower[2] < base.upper[2] - p.z_margin_m or base.extent[2] < p.z_margin_m)
+        and seam.get((top_label, base_label), 0) >= p.min_boundary_px
+        and (ahead or base.extent[2] < p.z_margin_m)
     )
 
 
@@ -171,25 +218,37 @@ def classify(
         return out
 
     lab = np.where(np.isin(instance, list(cands)), instance, 0)
-    occl = _occlusion_counts(d, lab, p.z_margin_m)
+    pairs = _boundary_pairs(d, lab, p.max_gap_px, p.z_margin_m)
+    seam = _occlusion_counts(pairs, p.occlusion_eps_m)
+    vert = pairs[:, (pairs[4] == 0) & (pairs[3] < pairs[2] - p.z_margin_m)]  # upper pixel occluded by the lower
+    labels_hidden, n_hidden = np.unique(vert[0].astype(np.int64), return_counts=True)
+    hidden_bottom = dict(zip(labels_hidden.tolist(), n_hidden.tolist(), strict=True))
     tol = p.overlap_tol_m
+    rests = {
+        (t, s)
+        for t, top in cands.items()
+        for s, base in cands.items()
+        if t != s and _overlap(top, base, 0) > tol and _rests_on(t, top, s, base, seam, p)
+    }
     for a_label, a in cands.items():
         blockers: list[int] = []
-        resting: list[int] = []
+        resting = [b_label for b_label in cands if (b_label, a_label) in rests]
+        supported = any(t == a_label for t, _ in rests)
+        # Its bottom edge hidden by nearer things and resting on nothing seen: it reaches down behind them.
+        reaches_down = not supported and hidden_bottom.get(a_label, 0) >= p.min_boundary_px
         for b_label, b in cands.items():
-            if b_label == a_label:
+            if b_label == a_label or (b_label, a_label) in rests or (a_label, b_label) in rests:
                 continue
+            if b.lower[2] >= a.lower[2] - p.z_margin_m:
+                continue  # b is not in front of a
             x_ov, y_ov = _overlap(a, b, 0), _overlap(a, b, 1)
-            if x_ov > tol and _rests_on(b_label, b, a_label, a, occl, p):
-                resting.append(b_label)
-                continue
-            if x_ov > tol and _rests_on(a_label, a, b_label, b, occl, p):
-                continue  # b carries a: it hides a's bottom edge but does not block it
-            if x_ov <= tol or b.lower[2] >= a.lower[2] - p.z_margin_m:
-                continue
             behind = a.lower[2] >= b.upper[2] - p.z_margin_m  # a lies behind all of b's visible surface
-            if y_ov > tol or (behind and occl.get((a_label, b_label), 0) >= p.min_boundary_px):
-                blockers.append(b_label)
+            if x_ov > tol and y_ov > tol:
+                blockers.append(b_label)  # front views overlap
+            elif behind and min(x_ov, y_ov) >= 0 and seam.get((a_label, b_label), 0) >= p.min_boundary_px:
+                blockers.append(b_label)  # b hides a along a shared image boundary: a continues behind it
+            elif behind and reaches_down and x_ov > tol and b.upper[1] - max(a.lower[1], b.lower[1]) > tol:
+                blockers.append(b_label)  # a's hidden lower part stands behind b
         bounds = (tuple(a.lower.tolist()), tuple(a.upper.tolist()))
         if blockers:
             kind: Kind = "blocked"

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from .common import PerceptionError, check_points, check_positive, frozen
@@ -44,6 +46,33 @@ def _plane_area(pts: np.ndarray, normal: np.ndarray) -> float:
         return float(ConvexHull(uv).volume)  # 2-D "volume" is the area
     except QhullError:
         return 0.0  # degenerate (collinear) piece
+
+
+def _dbscan(pts: np.ndarray, eps: float, min_points: int) -> np.ndarray:
+    """DBSCAN labels (-1 = noise), as open3d's `cluster_dbscan` but via a k-d tree and connected components.
+
+    Core points have >= `min_points` points (themselves included) within `eps`; clusters are the connected
+    components of core points, numbered in order of their first point; a border point joins its core
+    neighbours' lowest-numbered cluster.
+    """
+    n = pts.shape[0]
+    pairs = cKDTree(pts).query_pairs(eps, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    core = np.bincount(pairs.ravel(), minlength=n) + 1 >= min_points
+    both = core[i] & core[j]
+    graph = coo_matrix((np.ones(int(both.sum()), dtype=np.int8), (i[both], j[both])), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    uniq, first = np.unique(comp[core], return_index=True)
+    renumber = np.zeros(int(comp.max()) + 1, dtype=np.int64)
+    renumber[uniq[np.argsort(first)]] = np.arange(uniq.size)
+    labels = np.full(n, -1, dtype=np.int64)
+    labels[core] = renumber[comp[core]]
+    border = np.full(n, n, dtype=np.int64)
+    for a, b in ((i, j), (j, i)):
+        m = ~core[a] & core[b]
+        np.minimum.at(border, a[m], labels[b[m]])
+    labels[border < n] = border[border < n]
+    return labels
 
 
 def find_patches(
@@ -113,9 +142,7 @@ def find_patches(
         remaining = np.setdiff1d(remaining, idx, assume_unique=True)
         if members.size < 3:
             continue
-        piece_pcd = o3d.geometry.PointCloud()
-        piece_pcd.points = o3d.utility.Vector3dVector(all_pts[members])
-        cl = np.asarray(piece_pcd.cluster_dbscan(eps=eps, min_points=3))
+        cl = _dbscan(all_pts[members], eps, 3)
         for c in range(int(cl.max()) + 1 if cl.size else 0):
             piece = all_pts[members[cl == c]]
             if piece.shape[0] < 3:

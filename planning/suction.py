@@ -146,16 +146,22 @@ def _suction_point(patch: Patch, centroid: np.ndarray, cup_r: float, min_cov: fl
     if pts.shape[0] < 3 or patch.area <= 0:
         return None
     expected = pts.shape[0] / patch.area * math.pi * cup_r * cup_r
-    counts = cKDTree(pts).query_ball_point(pts, cup_r, return_length=True)
-    ok = counts >= min_cov * expected
-    if not ok.any():
-        return None
-    cand = pts[ok]
-    rel = cand - centroid
+    rel = pts - centroid
     lateral = rel - np.outer(rel @ n, n)
-    best = cand[int(np.argmin(np.einsum("ij,ij->i", lateral, lateral)))]
-    centre = np.asarray(patch.centre, dtype=np.float64)
-    return best - ((best - centre) @ n) * n  # onto the patch plane
+    # Nearest sealing point to the centroid: test the points in order of distance, a chunk at a time, and stop at
+    # the first chunk holding one (the centre of a face usually seals: one chunk instead of every point).
+    order = np.argsort(np.einsum("ij,ij->i", lateral, lateral), kind="stable")
+    tree = cKDTree(pts)
+    chunk = 64
+    for start in range(0, order.size, chunk):
+        idx = order[start : start + chunk]
+        ok = tree.query_ball_point(pts[idx], cup_r, return_length=True) >= min_cov * expected
+        if ok.any():
+            best = pts[idx[int(np.argmax(ok))]]
+            centre = np.asarray(patch.centre, dtype=np.float64)
+            return best - ((best - centre) @ n) * n  # onto the patch plane
+        chunk = min(4 * chunk, 4096)
+    return None
 
 
 def _path_clearance(sdf: SignedDistanceField, point: np.ndarray, normal: np.ndarray, heights: np.ndarray) -> float:

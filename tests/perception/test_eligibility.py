@@ -115,10 +115,10 @@ def test_empty_scene_and_validation(kp):
         EligibilityParams(min_pixels=0)
 
 
-def _agreement() -> tuple[float, int, Counter]:
+def _agreement(seeds: range = range(40), densities: tuple[float, ...] = (0.3, 0.6, 0.9)) -> tuple[float, int, Counter]:
     conf: Counter = Counter()
-    for seed in range(40):
-        for density in (0.3, 0.6, 0.9):
+    for seed in seeds:
+        for density in densities:
             b = generate_bin(seed, density=density)
             v = render_bin(b)
             gt = ground_truth_eligibility(b)
@@ -134,13 +134,15 @@ def agreement():
     return _agreement()
 
 
-def test_agreement_guard(agreement):
-    rate, n, conf = agreement
-    assert n > 500
-    assert rate >= 0.90, f"agreement {rate:.3f} over {n} visible items; (truth, predicted): {sorted(conf.items())}"
-
-
-@pytest.mark.xfail(strict=True, reason="target not met: 0.912 measured (blocked->free 34, below->free 20)")
 def test_acceptance_agreement_95(agreement):
+    # Issue 5 acceptance: 0.912 before the seam / see-through / hidden-bottom rules, 0.980 after.
     rate, n, conf = agreement
+    assert n >= 667
     assert rate >= 0.95, f"agreement {rate:.3f} over {n} visible items; (truth, predicted): {sorted(conf.items())}"
+
+
+def test_agreement_on_unseen_seeds_and_densities():
+    # Seeds and densities the rules were not studied on (0.952 over 1143 items when written; 0.892 before).
+    rate, n, conf = _agreement(range(1000, 1050), (0.2, 0.5, 0.8, 1.0))
+    assert n > 1000
+    assert rate >= 0.93, f"agreement {rate:.3f} over {n} visible items; (truth, predicted): {sorted(conf.items())}"

@@ -84,3 +84,17 @@ def test_bad_points():
 def test_bad_seed():
     with pytest.raises(PerceptionError, match="seed"):
         find_patches(np.zeros((5, 3)), seed=-1)
+
+
+@pytest.mark.parametrize("eps", [0.004, 0.009, 0.02])
+def test_dbscan_matches_open3d(eps):
+    import open3d as o3d
+
+    from perception.patches import _dbscan
+
+    rng = np.random.default_rng(7)
+    pts = np.concatenate([rng.uniform(0, 0.1, (3000, 3)) * [1, 1, 0.01], rng.uniform(0, 0.2, (300, 3))])
+    pcd = o3d.geometry.PointCloud()
+    pcd.points = o3d.utility.Vector3dVector(pts)
+    ref = np.asarray(pcd.cluster_dbscan(eps=eps, min_points=3))
+    assert np.array_equal(_dbscan(pts, eps, 3), ref)

@@ -116,3 +116,33 @@ def test_far_away_points_are_ignored():
     geom = BinGeometry((0.0, 0.0, 1.0), 0.1, 0.1, 0.1)
     f = bin_sdf(np.array([[1e300, 1e300, 1e300], [-1e300, 0.0, 2.0]]), geom, resolution=R)
     assert not f.occupied.any()
+
+
+def _reference_voxels(points: np.ndarray, geom: BinGeometry, r: float) -> np.ndarray:
+    """The straightforward (N, 3) indexing the fast path replaced (no shadows, no points in front)."""
+    shape = tuple(max(1, int(np.ceil(s / r - 1e-9))) for s in (geom.width, geom.height, geom.depth))
+    occ = np.zeros(shape, dtype=bool)
+    fi = np.floor(geom.to_bin(points) / r)
+    ok = np.all((fi >= 0) & (fi < np.array(shape)), axis=1)
+    idx = fi[ok].astype(np.int64)
+    occ[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+    return occ
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_fast_voxel_indexing_matches_reference_and_leaves_points_alone(seed):
+    from drivers.sim.world import generate_bin
+    from drivers.sim.world_render import CameraPose, render_bin
+
+    b = generate_bin(seed, density=0.9)
+    v = render_bin(b)
+    pts = depth_to_points(v.depth_m, v.intrinsics)
+    origin = CameraPose().to_camera(b, np.zeros((1, 3)))[0]
+    geom = BinGeometry(tuple(float(x) for x in origin), b.width_mm / 1e3, b.height_mm / 1e3, b.depth_mm / 1e3)
+    inside = geom.to_bin(pts)[:, 2] >= 0
+    before = pts.copy()
+    got = occupancy_voxels(pts[inside], geom, resolution=0.01, shadow="none")
+    assert np.array_equal(got, _reference_voxels(pts[inside], geom, 0.01))
+    one = pts[:1].copy()
+    occupancy_voxels(one, geom, resolution=0.01)  # a (1, 3) array's transpose is contiguous: must not be written
+    assert np.array_equal(pts, before) and np.array_equal(one, before[:1])
