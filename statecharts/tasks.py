@@ -7,6 +7,7 @@ or an order, the report it had built (or an ``interrupted`` fault report) is sti
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
@@ -111,7 +112,7 @@ class Step(NamedTuple):
 
 
 @dataclass
-class TaskData:
+class TaskData(ABC):
     """What a task chart runs on; subclassed by `StowData` and `PickData`."""
 
     workcell: Workcell
@@ -141,8 +142,9 @@ class TaskData:
         """(item_id, bin_id) for the report."""
         return "", ""
 
+    @abstractmethod
     def step(self, primitive: Primitive) -> Motion:
-        raise NotImplementedError
+        """The planned motion for ``primitive`` in the current attempt (each task chart says how)."""
 
     # -- shared ----------------------------------------------------------------------------------------------
     def retract(self) -> Motion:
