@@ -11,35 +11,22 @@ Sensor streams go to the recorder (the event log) when one is given; calls and r
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
 import numpy as np
 from pydantic import BaseModel
 
-from drivers.camera import Intrinsics
-from drivers.sim.camera import render
+from cellctl.worldperception import SimCameraConfig, WorldPerception
 from drivers.sim.cell import Physics, SimCell, first_index, force_trace, pressure_trace
-from drivers.sim.world import Bin
-from drivers.sim.world_render import BAND, ITEM, CameraPose, scene_boxes
 from perception.change import depth_change
-from perception.cloud import depth_to_points, segments_from_labels
-from perception.eligibility import classify
-from perception.occupancy import BinGeometry, FrontFaceMap, front_face_map
-from perception.patches import find_patches
-from perception.sdf import bin_sdf
-from planning.bins import BinState, ItemDims, choose_bin
-from planning.suction import rank_suction_candidates
 from statecharts.workcell import (
     Eligibility,
-    EligibilityClass,
     Interlocks,
     ItemArrival,
     Motion,
     MotionOutcome,
     MotionResult,
-    PickCandidate,
     PickOrder,
     PickPlan,
     Primitive,
@@ -68,27 +55,15 @@ class Recorder(Protocol):
     def record_samples(self, topic: str, t0_s: float, rate_hz: float, columns: dict[str, np.ndarray]) -> None: ...
 
 
-@dataclass(frozen=True)
-class SimCameraConfig:
-    width: int = 320
-    height: int = 240
-    hfov_deg: float = 70.0
-    standoff_mm: float = 350.0
-    noise_k: float = 0.0025  # depth noise sigma = noise_k * z^2 (m)
-    cell_m: float = 0.01  # front-face map resolution
-
-
 class SimWorkcell:
     """`Workcell` for `SimCell`: `await anyio.sleep` is the only way time passes."""
 
     def __init__(self, cell: SimCell, *, recorder: Recorder | None = None, camera: SimCameraConfig | None = None):
         self.cell = cell
         self.recorder = recorder
-        self.camera = camera or SimCameraConfig()
-        self.k = Intrinsics.from_fov(self.camera.width, self.camera.height, self.camera.hfov_deg)
-        self.pose = CameraPose(standoff_mm=self.camera.standoff_mm)
-        self.rng = np.random.default_rng([cell.seed, 7])  # sensor noise: apart from the world's draws
-        self._maps: dict[str, tuple[int, FrontFaceMap]] = {}
+        self.perception = WorldPerception(cell, camera)
+        self.camera = self.perception.camera
+        self.rng = self.perception.rng  # one noise stream for every sensor, as before the split
         self._orders: dict[str, int] = {}
         self.reports: list[TaskReport] = []
         self.halts = 0
@@ -270,13 +245,13 @@ class SimWorkcell:
         if bin_index is None:
             return None, "", MotionOutcome.DONE
         b = self.cell.bin(bin_index)
-        before = self._render(b, band=False)[0]
+        before = self.perception.render(b, band=False)[0]
         after = before
         disturbed = phys.disturb_at_s is not None and phys.disturb_at_s < horizon
         if disturbed and self.cell.disturb(bin_index, int(motion.params.get("item", 0))):
-            after = self._render(b, band=False)[0]
+            after = self.perception.render(b, band=False)[0]
         threshold = motion.max_scene_change or 1.0
-        prev = self._noisy(before)
+        prev = self.perception.noisy(before)
         t = 0.0
         while t + 1 / FRAME_HZ <= horizon + 1e-9:
             t += 1 / FRAME_HZ
@@ -286,7 +261,7 @@ class SimWorkcell:
             if phys.frames_stop_at_s is not None and t > phys.frames_stop_at_s:
                 continue
             scene = after if (phys.disturb_at_s is not None and t >= phys.disturb_at_s) else before
-            cur = self._noisy(scene)
+            cur = self.perception.noisy(scene)
             change = depth_change(prev, cur, noise_k=self.camera.noise_k).fraction
             self._rec("camera.change", {"dt_s": round(t, 3), "fraction": round(change, 5)})
             if change > threshold:
@@ -294,120 +269,19 @@ class SimWorkcell:
             prev = cur
         return None, "", MotionOutcome.DONE
 
-    # ------------------------------------------------------------------ perception
-    def _render(self, b: Bin, *, band: bool) -> tuple[np.ndarray, np.ndarray]:
-        boxes = [bx for bx in scene_boxes(b, self.pose) if band or (bx.label & 3) != BAND]
-        depth, labels = render(boxes, self.k)
-        instance = np.where((labels & 3) == ITEM, labels >> 2, 0).astype(np.int32)
-        return depth, instance
-
-    def _noisy(self, depth: np.ndarray) -> np.ndarray:
-        noise = self.rng.standard_normal(depth.shape, dtype=np.float32)
-        return depth + noise * np.float32(self.camera.noise_k) * np.nan_to_num(depth) ** 2
-
-    def _geometry(self, b: Bin) -> BinGeometry:
-        origin = self.pose.to_camera(b, np.zeros((1, 3)))[0]
-        return BinGeometry(tuple(float(v) for v in origin), b.width_mm / 1e3, b.height_mm / 1e3, b.depth_mm / 1e3)
-
-    def _face_map(self, b: Bin) -> FrontFaceMap:
-        """The bin's front-face map, re-perceived only when the bin changed (the band held down by the hook)."""
-        version = self.cell.versions[b.bin_id]
-        cached = self._maps.get(b.bin_id)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        depth = self._noisy(self._render(b, band=False)[0])
-        fmap = front_face_map(depth_to_points(depth, self.k), self._geometry(b), resolution=self.camera.cell_m)
-        self._maps[b.bin_id] = (version, fmap)
-        return fmap
-
+    # ------------------------------------------------------------------ perception (charged to the clock)
     async def plan_stow(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
         await anyio.sleep(PERCEPTION_S)
-        dims = ItemDims(item.width_mm, item.height_mm, item.depth_mm)
-        states = []
-        for b in self.cell.pod.bins:
-            if b.bin_id in exclude_bins:
-                continue
-            fmap = self._face_map(b)
-            states.append(BinState(b.bin_id, fmap.occupied(item.depth_mm / 1e3), fmap.free_depth * 1e3,
-                                   self.camera.cell_m * 1e3, b.width_mm, b.height_mm, b.depth_mm))
-        if not states:
-            plan = StowPlan(reason="every bin excluded")
-            return plan
-        choice = choose_bin(states, dims)
-        options: list[StowOption] = []
-        for ev in choice.ranked[:3]:
-            assert ev.placements is not None
-            for i, p in enumerate(ev.placements.placements[:3]):
-                options.append(self._stow_option(item, ev.bin_id, i, p.x_mm, p.y_mm, p.rotated))
-        reason = "" if options else "; ".join(f"{e.bin_id}: {e.reason.value}" for e in choice.rejected[:4])
-        plan = StowPlan(options=tuple(options), reason=reason or ("no bin fits" if not options else ""))
-        return plan
-
-    def _stow_option(self, item: ItemArrival, bin_id: str, index: int, x: float, y: float, rot: bool) -> StowOption:
-        b = float(self.cell.bin_index(bin_id))
-        at = {"bin": b, "x": round(x, 1), "y": round(y, 1)}
-        steps = (
-            Motion(primitive=Primitive.APPROACH, params=at, timeout_s=8.0, force_limit_n=25.0, backoff_mm=30.0),
-            Motion(primitive=Primitive.EJECT_ITEM, params={**at, "rotated": float(rot)}, timeout_s=6.0,
-                   force_limit_n=35.0, backoff_mm=30.0),
-            Motion(primitive=Primitive.RETRACT, params={"bin": b}, timeout_s=6.0),
-        )
-        return StowOption(bin_id=bin_id, placement_index=index, x_mm=round(x, 1), y_mm=round(y, 1), rotated=rot,
-                          steps=steps)
+        return self.perception.stow_plan(item, exclude_bins)
 
     async def verify_stow(self, item: ItemArrival, option: StowOption) -> Verification:
         await anyio.sleep(PERCEPTION_S)
-        b = self.cell.pod.bin(option.bin_id)
-        _, instance = self._render(b, band=False)
-        seen = int(np.count_nonzero(instance == int(item.item_id)))
-        ok = seen >= 20
-        v = Verification(ok=ok, detail=f"{seen} pixels of item {item.item_id} in {option.bin_id}")
-        return v
+        return self.perception.verify(item, option)
 
     async def check_pick(self, order: PickOrder) -> Eligibility:
         await anyio.sleep(PERCEPTION_S)
-        b = self.cell.pod.bin(order.bin_id)
-        depth, instance = self._render(b, band=True)
-        label = int(order.item_id)
-        if not np.any(instance == label):
-            e = Eligibility(eligible=False, cls=EligibilityClass.NOT_FOUND, detail=f"item {label} not visible")
-        else:
-            got = classify(self._noisy(depth), instance, self.k).get(label)
-            if got is None:
-                e = Eligibility(eligible=False, cls=EligibilityClass.NOT_FOUND, detail=f"item {label} not segmented")
-            else:
-                cls = EligibilityClass(got.kind)
-                e = Eligibility(eligible=cls is EligibilityClass.FREE, cls=cls, detail=got.reason)
-        return e
+        return self.perception.eligibility(order)
 
     async def plan_pick(self, order: PickOrder) -> PickPlan:
         await anyio.sleep(PERCEPTION_S)
-        b = self.cell.pod.bin(order.bin_id)
-        depth, instance = self._render(b, band=False)
-        depth = self._noisy(depth)
-        label = int(order.item_id)
-        target = segments_from_labels(depth, instance, self.k).get(label)
-        if target is None or len(target.points) < 10:
-            plan = PickPlan(reason=f"target {label} not found in {order.bin_id}")
-            return plan
-        sdf = bin_sdf(depth_to_points(depth, self.k), self._geometry(b), resolution=0.01)
-        ranked = rank_suction_candidates(target, find_patches(target.points), sdf)
-        bi = float(self.cell.bin_index(order.bin_id))
-        candidates = []
-        for i, c in enumerate(ranked.candidates[:4]):
-            at = {"bin": bi, "item": float(label)}
-            area = round(c.patch.area * 1e6, 1)
-            steps = (
-                Motion(primitive=Primitive.APPROACH, params=at, timeout_s=8.0, force_limit_n=20.0, backoff_mm=20.0),
-                Motion(primitive=Primitive.ATTACH, params={**at, "area_mm2": area}, timeout_s=1.5, vacuum_kpa=-40.0,
-                       force_limit_n=20.0),
-                Motion(primitive=Primitive.EXTRACT, params=at, timeout_s=6.0, force_limit_n=40.0, vacuum_kpa=-40.0,
-                       max_scene_change=0.03, backoff_mm=10.0),
-                Motion(primitive=Primitive.PLACE, params={}, timeout_s=6.0),
-            )
-            clearance = round(min(c.clearance, 1.0) * 1e3, 1)  # an unobstructed path reads 1 m
-            candidates.append(PickCandidate(index=i, clearance_mm=clearance, area_mm2=area,
-                                            steps=steps))
-        reason = "" if candidates else f"no suction candidate: {ranked.reason.value}"
-        plan = PickPlan(candidates=tuple(candidates), reason=reason)
-        return plan
+        return self.perception.pick_plan(order)

@@ -277,7 +277,11 @@ _SPEED = Param("speed_scale", "1", 0.5, 0.01, 1.0)
 PRIMITIVE_PARAMS: dict[Primitive, tuple[Param, ...]] = {
     Primitive.APPROACH: (*_XYZ, _SPEED),
     Primitive.EXTEND_BLADE: (Param("extension", "mm", 250.0, 0.0, 300.0), _SPEED),
-    Primitive.SWEEP: (Param("distance", "mm", 300.0, 0.0, 800.0), Param("speed", "mm/s", 200.0, 1.0, 1000.0)),
+    Primitive.SWEEP: (
+        Param("distance", "mm", 300.0, 0.0, 800.0), Param("speed", "mm/s", 200.0, 1.0, 1000.0),
+        Param("x", "mm", 0.0, -2000.0, 2000.0), Param("y_lo", "mm", 0.0, -2000.0, 2000.0),
+        Param("y_hi", "mm", 0.0, -2000.0, 2000.0), Param("direction", "1", 1.0, -1.0, 1.0),
+    ),
     Primitive.EJECT_ITEM: (Param("belt_speed", "mm/s", 300.0, -500.0, 500.0),),
     Primitive.RETRACT: (_SPEED,),
     Primitive.OPEN_BAND: (),

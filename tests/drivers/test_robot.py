@@ -97,7 +97,7 @@ def test_encoding_helpers_round_trip() -> None:
         1, 7, pytest.approx(-42.3), 55.5, -120,
     )  # fmt: skip
     assert rm.resolve_params(Primitive.GRASP, {"force": 50}) == [40.0, 50.0]
-    assert rm.resolve_params(Primitive.SWEEP, [100]) == [100.0, 200.0]
+    assert rm.resolve_params(Primitive.SWEEP, [100]) == [100.0, 200.0, 0.0, 0.0, 0.0, 1.0]
 
 
 async def test_bad_arguments_are_rejected_before_anything_is_sent() -> None:

@@ -1,0 +1,182 @@
+"""Perception and planning of the simulated cell, on depth frames rendered from its world.
+
+The stand-in for the EOAT camera plus the perception stack: frames are rendered from `SimCell`'s world
+(with noise), then the real perception (`perception.*`) and planning (`planning.*`) run on them. Used by
+the in-process simulated workcell (`cellctl sim`) and by the driver workcell on the built-in simulated
+cell (`cellctl run`). Plans carry bin-relative targets; `drivers.pod_frame` maps them onto the pod face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from drivers.camera import Intrinsics
+from drivers.sim.camera import render
+from drivers.sim.cell import SimCell
+from drivers.sim.world import Bin
+from drivers.sim.world_render import BAND, ITEM, CameraPose, scene_boxes
+from perception.cloud import depth_to_points, segments_from_labels
+from perception.eligibility import classify
+from perception.occupancy import BinGeometry, FrontFaceMap, front_face_map
+from perception.patches import find_patches
+from perception.sdf import bin_sdf
+from planning.bins import BinState, ItemDims, choose_bin
+from planning.suction import rank_suction_candidates
+from statecharts.workcell import (
+    Eligibility,
+    EligibilityClass,
+    ItemArrival,
+    Motion,
+    PickCandidate,
+    PickOrder,
+    PickPlan,
+    Primitive,
+    StowOption,
+    StowPlan,
+    Verification,
+)
+
+
+@dataclass(frozen=True)
+class SimCameraConfig:
+    width: int = 320
+    height: int = 240
+    hfov_deg: float = 70.0
+    standoff_mm: float = 350.0
+    noise_k: float = 0.0025  # depth noise sigma = noise_k * z^2 (m)
+    cell_m: float = 0.01  # front-face map resolution
+
+
+class WorldPerception:
+    """Renders the world's bins and runs perception and planning on the frames (synchronous, CPU-bound)."""
+
+    def __init__(self, cell: SimCell, camera: SimCameraConfig | None = None) -> None:
+        self.cell = cell
+        self.camera = camera or SimCameraConfig()
+        self.k = Intrinsics.from_fov(self.camera.width, self.camera.height, self.camera.hfov_deg)
+        self.pose = CameraPose(standoff_mm=self.camera.standoff_mm)
+        self.rng = np.random.default_rng([cell.seed, 7])  # sensor noise: apart from the world's draws
+        self._maps: dict[str, tuple[int, FrontFaceMap]] = {}
+
+    def bin_point(self, b: Bin, camera_point_m: np.ndarray) -> tuple[float, float]:
+        """A camera-frame point (m) -> bin-relative face coordinates (x, y) in mm."""
+        origin = self.pose.origin_mm(b)
+        p = np.asarray(camera_point_m, dtype=np.float64) * 1000.0
+        return round(float(p[0] + origin[0]), 1), round(float(-p[1] + origin[1]), 1)
+
+    def render(self, b: Bin, *, band: bool) -> tuple[np.ndarray, np.ndarray]:
+        boxes = [bx for bx in scene_boxes(b, self.pose) if band or (bx.label & 3) != BAND]
+        depth, labels = render(boxes, self.k)
+        instance = np.where((labels & 3) == ITEM, labels >> 2, 0).astype(np.int32)
+        return depth, instance
+
+    def noisy(self, depth: np.ndarray) -> np.ndarray:
+        noise = self.rng.standard_normal(depth.shape, dtype=np.float32)
+        return depth + noise * np.float32(self.camera.noise_k) * np.nan_to_num(depth) ** 2
+
+    def _geometry(self, b: Bin) -> BinGeometry:
+        origin = self.pose.to_camera(b, np.zeros((1, 3)))[0]
+        return BinGeometry(tuple(float(v) for v in origin), b.width_mm / 1e3, b.height_mm / 1e3, b.depth_mm / 1e3)
+
+    def _face_map(self, b: Bin) -> FrontFaceMap:
+        """The bin's front-face map, re-perceived only when the bin changed (the band held down by the hook)."""
+        version = self.cell.versions[b.bin_id]
+        cached = self._maps.get(b.bin_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        depth = self.noisy(self.render(b, band=False)[0])
+        fmap = front_face_map(depth_to_points(depth, self.k), self._geometry(b), resolution=self.camera.cell_m)
+        self._maps[b.bin_id] = (version, fmap)
+        return fmap
+
+    def stow_plan(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
+        dims = ItemDims(item.width_mm, item.height_mm, item.depth_mm)
+        states = []
+        for b in self.cell.pod.bins:
+            if b.bin_id in exclude_bins:
+                continue
+            fmap = self._face_map(b)
+            states.append(BinState(b.bin_id, fmap.occupied(item.depth_mm / 1e3), fmap.free_depth * 1e3,
+                                   self.camera.cell_m * 1e3, b.width_mm, b.height_mm, b.depth_mm))
+        if not states:
+            plan = StowPlan(reason="every bin excluded")
+            return plan
+        choice = choose_bin(states, dims)
+        options: list[StowOption] = []
+        for ev in choice.ranked[:3]:
+            assert ev.placements is not None
+            for i, p in enumerate(ev.placements.placements[:3]):
+                options.append(self._stow_option(item, ev.bin_id, i, p.x_mm, p.y_mm, p.rotated))
+        reason = "" if options else "; ".join(f"{e.bin_id}: {e.reason.value}" for e in choice.rejected[:4])
+        plan = StowPlan(options=tuple(options), reason=reason or ("no bin fits" if not options else ""))
+        return plan
+
+    def _stow_option(self, item: ItemArrival, bin_id: str, index: int, x: float, y: float, rot: bool) -> StowOption:
+        b = float(self.cell.bin_index(bin_id))
+        at = {"bin": b, "x": round(x, 1), "y": round(y, 1)}
+        steps = (
+            Motion(primitive=Primitive.APPROACH, params={**at, "rotated": float(rot)}, timeout_s=8.0,
+                   force_limit_n=25.0, backoff_mm=30.0),
+            Motion(primitive=Primitive.EJECT_ITEM, params={**at, "rotated": float(rot)}, timeout_s=6.0,
+                   force_limit_n=35.0, backoff_mm=30.0),
+            Motion(primitive=Primitive.RETRACT, params={"bin": b}, timeout_s=6.0),
+        )
+        return StowOption(bin_id=bin_id, placement_index=index, x_mm=round(x, 1), y_mm=round(y, 1), rotated=rot,
+                          steps=steps)
+
+    def verify(self, item: ItemArrival, option: StowOption) -> Verification:
+        b = self.cell.pod.bin(option.bin_id)
+        _, instance = self.render(b, band=False)
+        seen = int(np.count_nonzero(instance == int(item.item_id)))
+        ok = seen >= 20
+        v = Verification(ok=ok, detail=f"{seen} pixels of item {item.item_id} in {option.bin_id}")
+        return v
+
+    def eligibility(self, order: PickOrder) -> Eligibility:
+        b = self.cell.pod.bin(order.bin_id)
+        depth, instance = self.render(b, band=True)
+        label = int(order.item_id)
+        if not np.any(instance == label):
+            e = Eligibility(eligible=False, cls=EligibilityClass.NOT_FOUND, detail=f"item {label} not visible")
+        else:
+            got = classify(self.noisy(depth), instance, self.k).get(label)
+            if got is None:
+                e = Eligibility(eligible=False, cls=EligibilityClass.NOT_FOUND, detail=f"item {label} not segmented")
+            else:
+                cls = EligibilityClass(got.kind)
+                e = Eligibility(eligible=cls is EligibilityClass.FREE, cls=cls, detail=got.reason)
+        return e
+
+    def pick_plan(self, order: PickOrder) -> PickPlan:
+        b = self.cell.pod.bin(order.bin_id)
+        depth, instance = self.render(b, band=False)
+        depth = self.noisy(depth)
+        label = int(order.item_id)
+        target = segments_from_labels(depth, instance, self.k).get(label)
+        if target is None or len(target.points) < 10:
+            plan = PickPlan(reason=f"target {label} not found in {order.bin_id}")
+            return plan
+        sdf = bin_sdf(depth_to_points(depth, self.k), self._geometry(b), resolution=0.01)
+        ranked = rank_suction_candidates(target, find_patches(target.points), sdf)
+        bi = float(self.cell.bin_index(order.bin_id))
+        candidates = []
+        for i, c in enumerate(ranked.candidates[:4]):
+            cx, cy = self.bin_point(b, c.point)
+            at = {"bin": bi, "item": float(label), "x": cx, "y": cy}
+            area = round(c.patch.area * 1e6, 1)
+            steps = (
+                Motion(primitive=Primitive.APPROACH, params=at, timeout_s=8.0, force_limit_n=20.0, backoff_mm=20.0),
+                Motion(primitive=Primitive.ATTACH, params={**at, "area_mm2": area}, timeout_s=1.5, vacuum_kpa=-40.0,
+                       force_limit_n=20.0),
+                Motion(primitive=Primitive.EXTRACT, params=at, timeout_s=6.0, force_limit_n=40.0, vacuum_kpa=-40.0,
+                       max_scene_change=0.03, backoff_mm=10.0),
+                Motion(primitive=Primitive.PLACE, params={}, timeout_s=6.0),
+            )
+            clearance = round(min(c.clearance, 1.0) * 1e3, 1)  # an unobstructed path reads 1 m
+            candidates.append(PickCandidate(index=i, clearance_mm=clearance, area_mm2=area,
+                                            steps=steps))
+        reason = "" if candidates else f"no suction candidate: {ranked.reason.value}"
+        plan = PickPlan(candidates=tuple(candidates), reason=reason)
+        return plan
