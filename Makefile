@@ -18,6 +18,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/statecharts.py
+	$(BIN)/python bench/replay.py
 
 sysdeps:
 	@sh scripts/ensure-sysdeps.sh

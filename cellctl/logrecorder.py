@@ -31,18 +31,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "camera.change": {"type": "object", "description": "10 Hz frame change while a motion is watched",
                       "properties": {"dt_s": {"type": "number"}, "fraction": {"type": "number"}}},
     "camera.frame": _OBJECT,
+    "robot.event": {"type": "object", "description": "robot link and status events (cellctl run)",
+                    "properties": {"kind": {"type": "string"}, "message": {"type": "string"}}},
+    "reflex.trip": {"type": "object", "description": "the force reflex halted the robot",
+                    "properties": {"force_n": {"type": "number"}, "limit_n": {"type": "number"}}},
+    "run.end": {"type": "object", "description": "how the run ended: end state, outcomes"},
 }
 SAMPLE_TOPICS: dict[str, tuple[str, ...]] = {"ft.wrench": ("fz",), "robot.suction": ("kpa",)}
+# A real F/T sensor streams all six axes (the simulated cell logs the force it models, fz).
+REAL_SAMPLE_TOPICS: dict[str, tuple[str, ...]] = {"ft.wrench": ("fx", "fy", "fz", "tx", "ty", "tz"),
+                                                  "robot.suction": ("kpa",)}
 
 
 class LogRecorder:
     """Writes records and sample batches to an `EventLog` (channels declared up front)."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, sample_topics: dict[str, tuple[str, ...]] = SAMPLE_TOPICS) -> None:
         self.log = log
         for topic, schema in SCHEMAS.items():
             log.add_channel(topic, f"cellctl.{topic}", schema)
-        for topic, fields in SAMPLE_TOPICS.items():
+        for topic, fields in sample_topics.items():
             log.add_channel(topic, BATCH_SCHEMA_NAME, SampleBatcher(topic, fields).json_schema())
 
     def record(self, topic: str, t_s: float, payload: BaseModel | dict[str, Any]) -> None:
