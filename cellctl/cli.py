@@ -179,6 +179,56 @@ class FaultProfile(enum.StrEnum):
     harsh = "harsh"
 
 
+class CellKind(enum.StrEnum):
+    stow = "stow"
+    pick = "pick"
+
+
+@app.command("run")
+def run(
+    config: Annotated[Path | None, typer.Option("--config", help="TOML configuration (default: the built-in "
+                                                "simulated cell; see cellctl/config.py for the keys).")] = None,
+    cell: Annotated[CellKind | None, typer.Option("--cell", help="stow or pick (overrides [cell].task).")] = None,
+    cycles: Annotated[int | None, typer.Option(help="Stop after this many cycles (0: until Ctrl-C; overrides "
+                                              "[cell].cycles).", min=0)] = None,
+    log_dir: Annotated[Path | None, typer.Option("--log-dir", help="Where the run's event log goes (overrides "
+                                                 "[log].dir).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as one JSON object at the end.")]
+    = False,
+) -> None:
+    """Run the cell controller in real time: the stow (or pick) cell over OPC UA, Modbus TCP and UDP.
+
+    With no configuration it starts the built-in simulated cell (PLC, robot and F/T sensor served in-process
+    on 127.0.0.1) and connects to it. A status line shows state, cycle and counters; every run writes an
+    MCAP event log (`cellctl log show`, `cellctl replay`). Ctrl-C stops the cell safely and closes the log;
+    a second Ctrl-C aborts. Exit 0 after a clean stop or completion, 1 when the cell aborted, 2 on bad input.
+    """
+    from .config import ConfigError, load_config
+    from .runcell import run_cell
+
+    try:
+        cfg = load_config(config, task=cell.value if cell is not None else None)
+        updates: dict[str, object] = {}
+        if cycles is not None:
+            updates["cycles"] = cycles
+        if updates:
+            cfg = cfg.model_copy(update={"cell": cfg.cell.model_copy(update=updates)})
+        if log_dir is not None:
+            cfg = cfg.model_copy(update={"log": cfg.log.model_copy(update={"dir": log_dir})})
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        summary = anyio.run(run_cell, cfg)
+    except* (ConfigError, OSError) as group:  # OSError: a port in use, the log not writable, a connect timeout
+        for exc in _leaves(group):
+            typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(summary))
+    raise typer.Exit(1 if summary["end_state"] == "aborted" else 0)
+
+
 @app.command("sim")
 def sim(
     task: Annotated[TaskMix, typer.Option(help="Which tasks the cell runs (mixed alternates stow and pick).")]

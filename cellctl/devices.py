@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -12,17 +11,12 @@ from anyio.abc import TaskGroup, TaskStatus
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.plc_nodes import BinLayout
+from drivers.sim.cell_devices import DeviceStartError, Endpoints
 from drivers.sim.ft_sensor import SimFTConfig, SimFTSensor
 from drivers.sim.plc import PlcSim, SimItem, SimPod
 from drivers.sim.robot import SimRobot, SimRobotConfig
 
-
-class DeviceStartError(RuntimeError):
-    """A simulated device could not start listening."""
-
-    def __init__(self, device: str, host: str, port: int, cause: BaseException) -> None:
-        super().__init__(f"{device}: cannot listen on {host}:{port} ({cause}); is the port in use?")
-        self.device = device
+__all__ = ["DeviceStartError", "Endpoints", "SimDevices", "SimDevicesConfig"]
 
 
 class SimDevicesConfig(BaseModel):
@@ -35,22 +29,6 @@ class SimDevicesConfig(BaseModel):
     ft_rate_hz: float = Field(default=1000.0, gt=0, le=10_000)
     arrival_period_s: float = Field(default=15.0, ge=0)  # 0: no demo arrivals
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    opcua_url: str
-    modbus: tuple[str, int]
-    ft: tuple[str, int]
-    ft_rate_hz: float
-
-    def lines(self) -> list[str]:
-        return [
-            f"  PLC     OPC UA       {self.opcua_url}   conveyor, pod, interlocks",
-            f"  robot   Modbus TCP   {self.modbus[0]}:{self.modbus[1]} unit 1   primitives, tool I/O, suction "
-            "(docs/register-map.md)",
-            f"  F/T     UDP (RDT)    {self.ft[0]}:{self.ft[1]}   ATI Net F/T RDT at {self.ft_rate_hz:g} Hz",
-        ]
 
 
 class SimDevices:

@@ -8,6 +8,7 @@ command or a transition, is the divergence; replay stops there.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from statecharts.workcell import (
 )
 
 from .recording import CALL, COMMAND, PORT, REPLY, TRANSITION, canonical, encode_args, transition_payload
+
+RUN_TIME_TOLERANCE_S = 0.5
 
 
 class ReplayError(ValueError):
@@ -78,6 +81,11 @@ class ReplayLog:
     commands: list[tuple[float, str, str | None]]
     records: int
     start_s: float
+
+    @property
+    def time_tol_s(self) -> float:
+        """Real-time logs (`cellctl run`) compare times within this tolerance; virtual-time logs exactly."""
+        return RUN_TIME_TOLERANCE_S if self.meta.get("mode") == "run" else 0.0
 
     @classmethod
     def of(cls, entries: Iterable[Entry]) -> ReplayLog:
@@ -151,10 +159,30 @@ class Comparator:
             self.diverge(Divergence(now, "command", "(end of record)", actual))
             return None
         expected = self.log.calls[i]
-        if expected.key != actual:
+        tol = self.log.time_tol_s
+        if expected.key != actual and not (tol > 0 and same_within(json.loads(expected.key), json.loads(actual), tol)):
             self.diverge(Divergence(now, "command", expected.key, actual))
             return None
         return expected
+
+
+def same_within(expected: Any, actual: Any, tol_s: float, key: str = "") -> bool:
+    """Equal, except that times (numbers under keys ending in `_s`) may differ by `tol_s`.
+
+    A real-time run takes wall time between a reply and the chart's next call that virtual-time replay does
+    not, so the times a report carries (started_s, ended_s) drift by that much.
+    """
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return expected.keys() == actual.keys() and all(
+            same_within(expected[k], actual[k], tol_s, k) for k in expected)
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(
+            same_within(e, a, tol_s, key) for e, a in zip(expected, actual, strict=True))
+    numbers = (int, float)
+    if (tol_s > 0 and key.endswith("_s") and isinstance(expected, numbers) and isinstance(actual, numbers)
+            and not isinstance(expected, bool) and not isinstance(actual, bool)):
+        return abs(expected - actual) <= tol_s
+    return bool(expected == actual)
 
 
 class ReplayWorkcell:

@@ -8,6 +8,10 @@ dynamics (suction pressure first order, ~100 ms to vacuum; blade/gripper move ov
 
 Fault injection for tests and simulation: `fail_next`, `stall_next`, `set_response_delay`,
 `inject_exceptions`, `stop_heartbeat`/`resume_heartbeat`, `set_suction_leak`, `force_input`.
+
+An optional `PrimitiveModel` lets a world model (the simulated cell, `drivers.sim.cell_devices`) decide each
+primitive's duration and faults (`begin`), follow it while it runs (`tick`) and apply its effect when it ends
+(`end`, exactly once per begun primitive, whether it completed or was stopped).
 Writes to HALT, and reads of HALT alone (the driver's halt link probe), are exempt from response delays and
 injected exceptions (the stop path is served first, as on a real controller's safety input), so a delay
 models a stalled main connection.
@@ -19,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 import structlog
@@ -54,6 +59,32 @@ STOW_CYCLE: tuple[Primitive, ...] = (
 )  # fmt: skip
 
 _FC_READ_HR, _FC_READ_IR = 3, 4
+
+
+@dataclass(frozen=True, slots=True)
+class PrimitivePlan:
+    """How a primitive model wants one primitive to run (times unscaled: SimRobot applies time_scale)."""
+
+    duration_s: float
+    fault_at_s: float | None = None  # from the start
+    fault_code: int = 0
+    stall: bool = False  # never completes (the controller stops answering: Modbus timeout)
+
+
+class PrimitiveModel(Protocol):
+    """A world model behind the robot: plans each primitive and sees it run and end."""
+
+    def begin(self, primitive: Primitive, params: list[float], now: float) -> PrimitivePlan | None:
+        """A validated primitive starts (params in PRIMITIVE_PARAMS order); None: the robot's own duration."""
+        ...
+
+    def tick(self, now: float) -> None:
+        """Every robot tick while a begun primitive runs."""
+        ...
+
+    def end(self, completed: bool, now: float) -> None:
+        """Once per begun primitive: completed, or stopped (halt, fault, superseded, heartbeat loss)."""
+        ...
 
 
 class SimRobotConfig(BaseModel):
@@ -115,9 +146,16 @@ class _Running:
 class SimRobot:
     """The simulated robot controller; `await tg.start(sim.serve)` returns the bound port."""
 
-    def __init__(self, config: SimRobotConfig | None = None, *, on_halt: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: SimRobotConfig | None = None,
+        *,
+        on_halt: Callable[[float], None] | None = None,
+        model: PrimitiveModel | None = None,
+    ) -> None:
         self.config = config or SimRobotConfig()
         self.on_halt = on_halt
+        self.model = model
         self.log = structlog.get_logger("sim.robot")
         self.port: int | None = None
         # observable by tests/benchmarks
@@ -273,15 +311,20 @@ class SimRobot:
             self._ctrl_hb_lost = True
             self.log.warning("controller heartbeat lost: halting motion", silent_s=round(now - last, 3))
             self._stop_motion()
-            self._running = None
+            self._end_run(completed=False, now=now)
             self._img.status, self._img.fault_code = Status.FAULT, FaultCode.CONTROLLER_HEARTBEAT_LOST
         run = self._running
         if run is None:
             return
+        if self.model is not None:
+            try:
+                self.model.tick(now)
+            except Exception:  # a broken model must not stop the tick loop (and with it the server)
+                self.log.exception("primitive model tick failed", primitive=run.primitive.name)
         if run.fault_at is not None and now >= run.fault_at:
-            self._finish(Status.FAULT, run.fault_code)
+            self._finish(Status.FAULT, run.fault_code, now)
         elif now >= run.deadline:
-            self._complete(run)
+            self._complete(run, now)
 
     # --- request hook -------------------------------------------------------------------------------------------
 
@@ -414,7 +457,7 @@ class SimRobot:
         img.ack, img.active_primitive = seq, prim_id
         if self._running is not None:
             self._stop_motion()
-            self._finish(Status.FAULT, FaultCode.BUSY)
+            self._finish(Status.FAULT, FaultCode.BUSY, now)
             return
         code = FaultCode.NONE
         primitive: Primitive | None = None
@@ -436,10 +479,17 @@ class SimRobot:
             img.fault_code = code
             self.log.info("command rejected", seq=seq, primitive=prim_id, fault=rm.fault_text(code))
             return
-        duration = self.config.duration(primitive)
+        plan = self._plan(primitive, params, now)
+        scale = self.config.time_scale
+        duration = self.config.duration(primitive) if plan is None else max(0.0, plan.duration_s) * scale
         if primitive is Primitive.ATTACH:
             duration = max(duration, self.config.attach_settle_s)
         run = _Running(primitive, seq, params, deadline=now + duration)
+        if plan is not None:
+            if plan.stall:
+                run.deadline = math.inf
+            if plan.fault_at_s is not None:
+                run.fault_at, run.fault_code = now + max(0.0, plan.fault_at_s) * scale, plan.fault_code
         if self._stall_next:
             self._stall_next = False
             run.deadline = math.inf
@@ -451,6 +501,26 @@ class SimRobot:
         img.status, img.fault_code = Status.BUSY, FaultCode.NONE
         self._start_effects(run, duration)
         self.log.debug("primitive started", seq=seq, primitive=primitive.name, duration_s=round(duration, 3))
+
+    def _plan(self, primitive: Primitive, params: list[float], now: float) -> PrimitivePlan | None:
+        """Ask the model (if any) how this primitive runs; a model that raises faults the primitive."""
+        if self.model is None:
+            return None
+        try:
+            return self.model.begin(primitive, list(params), now)
+        except Exception:
+            self.log.exception("primitive model failed to begin", primitive=primitive.name)
+            return PrimitivePlan(0.0, fault_at_s=0.0, fault_code=FaultCode.BAD_PARAMETER)
+
+    def _end_run(self, *, completed: bool, now: float) -> None:
+        """Drop the running primitive and tell the model it ended (every path that ends one comes here)."""
+        run, self._running = self._running, None
+        if run is None or self.model is None:
+            return
+        try:
+            self.model.end(completed, now)
+        except Exception:
+            self.log.exception("primitive model failed to end", primitive=run.primitive.name)
 
     def _start_effects(self, run: _Running, duration: float) -> None:
         p, params = run.primitive, run.params
@@ -474,21 +544,22 @@ class SimRobot:
         elif p is Primitive.HALT:
             self._stop_motion()
 
-    def _complete(self, run: _Running) -> None:
+    def _complete(self, run: _Running, now: float) -> None:
         if run.primitive is Primitive.EJECT_ITEM:
             self._belt_mm_s = 0.0
         if run.primitive is Primitive.ATTACH and self._pressure_kpa > run.params[0]:
-            self._finish(Status.FAULT, FaultCode.SUCTION_NOT_REACHED)
+            self._finish(Status.FAULT, FaultCode.SUCTION_NOT_REACHED, now)
             return
-        self._finish(Status.DONE, FaultCode.NONE)
+        self._finish(Status.DONE, FaultCode.NONE, now)
 
-    def _finish(self, status: Status, code: int) -> None:
-        run, self._running = self._running, None
+    def _finish(self, status: Status, code: int, now: float) -> None:
+        run = self._running
         self._img.status, self._img.fault_code = status, code
         if run is not None:
             self.log.debug(
                 "primitive finished", seq=run.seq, primitive=run.primitive.name, status=status.name, fault=int(code)
             )
+        self._end_run(completed=status is Status.DONE, now=now)
 
     def _stop_motion(self) -> None:
         """Stop belt and axes where they are (suction stays: a held item must not drop)."""
@@ -499,6 +570,6 @@ class SimRobot:
     def _halt(self, now: float) -> None:
         self._halt_latched = True
         self._stop_motion()
-        self._running = None
+        self._end_run(completed=False, now=now)
         self._img.status, self._img.fault_code = Status.HALTED, FaultCode.HALTED
         self.log.info("halt", t=now)

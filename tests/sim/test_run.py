@@ -1,0 +1,112 @@
+"""`cellctl run`: the controller in real time against the simulated cell behind OPC UA, Modbus TCP and UDP.
+
+Primitive durations are scaled down (time_scale) so a stow cycle takes under a second of wall time; the
+protocols, drivers, reflex and charts are the real ones.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+from cellctl.cellrun import CellRun, Command
+from cellctl.config import ConfigError, RunConfig, load_config
+from cellctl.eventlog import read_log
+from cellctl.replay import Entry, replay
+from cellctl.runcell import run_cell
+
+pytestmark = pytest.mark.anyio
+
+FAST = 0.05
+
+
+def _config(tmp_path: Path, *, task: str = "stow", cycles: int = 3, faults: str = "none") -> RunConfig:
+    text = (f'[cell]\ntask = "{task}"\ncycles = {cycles}\nstatus_period_s = 0.2\n'
+            f'[log]\ndir = "{tmp_path}"\n[sim]\ntime_scale = {FAST}\nfaults = "{faults}"\nseed = 3\n')
+    path = tmp_path / "cell.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+async def test_run_stows_over_the_real_protocols_and_replays(tmp_path: Path) -> None:
+    out = io.StringIO()
+    with anyio.fail_after(60):
+        summary = await run_cell(_config(tmp_path, cycles=3), out=out)
+    assert summary["end_state"] == "complete"
+    assert summary["outcomes"]["done"] >= 2 and sum(summary["outcomes"].values()) == 3
+    records = list(read_log(Path(summary["log"])))
+    topics = Counter(r.topic for r in records)
+    # inputs (sensor samples over UDP and Modbus, replies), outputs (calls) and transitions are all there
+    assert topics["ft.wrench"] > 10 and topics["robot.suction"] > 0
+    assert topics["port.call"] > 0 and topics["port.reply"] > 0 and topics["chart.transition"] > 0
+    moves = [r.payload["args"] for r in records if r.topic == "port.call" and r.payload["method"] == "move"]
+    assert any(m["motion"]["primitive"] == "eject_item" for m in moves)
+    assert topics["run.end"] == 1
+    entries = [Entry(r.t_s, r.topic, r.payload) for r in records]
+    result = await anyio.to_thread.run_sync(replay, entries)  # replay runs its own (virtual-time) loop
+    assert not result["diverged"], result["first_divergence"]
+    assert result["transitions"] == result["recorded_transitions"] > 0
+
+
+async def test_stop_mid_cycle_is_safe_and_closes_the_log(tmp_path: Path) -> None:
+    async def stop_soon(run: CellRun) -> None:
+        await run.runner.wait_for("execute")
+        await anyio.sleep(0.3)  # somewhere inside the first stow cycle
+        await run.command(Command("cmd.stop"))
+
+    async with anyio.create_task_group() as tg:
+        summary = await run_cell(_config(tmp_path, cycles=0), out=io.StringIO(),
+                                 on_ready=lambda run: tg.start_soon(stop_soon, run))
+    assert summary["end_state"] == "stopped"
+    records = list(read_log(Path(summary["log"])))
+    reports = [r for r in records if r.topic == "port.call" and r.payload["method"] == "report"]
+    assert reports, "the interrupted cycle is reported"
+    assert records[-1].topic == "run.end"
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[robot]\nport = 70000\n[cell]\ntask = "sort"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    text = str(err.value)
+    assert "robot.port" in text and "cell.task" in text and str(bad) in text
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        bad.write_text("[cell\n")
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_ctrl_c_stops_the_process_cleanly(tmp_path: Path) -> None:
+    cfg = tmp_path / "cell.toml"
+    cfg.write_text(f'[cell]\nstatus_period_s = 0.2\n[log]\ndir = "{tmp_path}"\n[sim]\ntime_scale = {FAST}\n')
+    proc = subprocess.Popen([sys.executable, "-m", "cellctl", "run", "--config", str(cfg), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait for the first stowed item (a status line with done >= 1)
+            if '"done 1 ' in line or " done 1 " in line:
+                break
+            assert time.monotonic() < deadline, "no stow within 60 s"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    import json
+
+    summary = json.loads(out)
+    assert summary["end_state"] == "stopped" and summary["outcomes"]["done"] >= 1
+    assert list(read_log(Path(summary["log"])))[-1].topic == "run.end"
