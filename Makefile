@@ -6,11 +6,16 @@ STAMP  := $(VENV)/.installed
 
 INTEROP := tests/interop/node_modules/.installed
 
-.PHONY: test lint bench sysdeps clean
+.PHONY: test run lint bench sysdeps clean
 
 test: $(STAMP) $(INTEROP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The controller on the built-in simulated cell (real time, OPC UA / Modbus / UDP on 127.0.0.1); Ctrl-C stops it.
+# Pass options through ARGS, e.g. make run ARGS="--cell pick".
+run: $(STAMP)
+	$(BIN)/cellctl run $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -26,7 +26,7 @@ from drivers.ft import FTSensor
 from drivers.plc import PlcClient
 from drivers.robot import RobotDriver
 from drivers.sim.cell import SimCell
-from drivers.sim.cell_devices import SimCellConfig, SimCellDevices
+from drivers.sim.cell_devices import Endpoints, SimCellConfig, SimCellDevices
 from statecharts.workcell import PickOrder
 
 from . import __version__
@@ -152,55 +152,41 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr,
     end = "not started"
     data = None
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
-            tg.start_soon(_on_signals, status, lambda: status.run, tg)
+        # Devices in the outer group, the controller in the inner one: the controller shuts down first.
+        async with anyio.create_task_group() as devices_tg:
             s = cfg.sim
             devices = SimCellDevices(SimCellConfig(
                 host=s.host, opcua_port=s.opcua_port, modbus_port=s.modbus_port, ft_port=s.ft_port,
                 ft_rate_hz=s.ft_rate_hz, seed=s.seed, faults=s.faults, time_scale=s.time_scale,
             ))
-            ep = await tg.start(devices.serve)
-            plc = PlcClient(cfg.plc.model_copy(update={"url": ep.opcua_url, "resume_after_seq": 0}))
-            robot = RobotDriver(cfg.robot.model_copy(update={"host": ep.modbus[0], "port": ep.modbus[1]}))
-            ft = FTSensor(cfg.ft.model_copy(update={"host": ep.ft[0], "port": ep.ft[1]}))
-            perception = WorldPerception(devices.cell)
-            cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception, frames=WorldCamera(perception),
-                                  orders=SimOrders(devices) if cfg.cell.task == "pick" else None, recorder=recorder)
-            sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)
-            await tg.start(plc.run)
-            await tg.start(robot.run)
-            await tg.start(ft.run)
-            await tg.start(sensors.run)
-            await tg.start(cell.run)
-            with anyio.fail_after(CONNECT_TIMEOUT_S):
-                await plc.wait_connected()
-                await robot.wait_ready()
-                if plc.last_pod is None:
-                    with plc.pod.subscription() as pods:
-                        if plc.last_pod is None:
-                            await pods.receive()
-            recorder.record("run.meta", anyio.current_time(), {
-                "mode": "run", "task": cfg.cell.task, "cycles": cfg.cell.cycles or None, "seed": s.seed,
-                "faults": s.faults, "cellctl": __version__, "endpoints": {
-                    "opcua": ep.opcua_url, "modbus": list(ep.modbus), "ft": list(ep.ft)}})
-            port = RecordingWorkcell(cell, recorder)
-            runner, data = cell_runner(port, task=cfg.cell.task, max_cycles=cfg.cell.cycles or None,
-                                       hooks=[hasher, port.trace])
+            ep = await devices_tg.start(devices.serve)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
+                tg.start_soon(_on_signals, status, lambda: status.run, tg)
+                cell = await _connect(tg, cfg, ep, devices, recorder)
+                recorder.record("run.meta", anyio.current_time(), {
+                    "mode": "run", "task": cfg.cell.task, "cycles": cfg.cell.cycles or None, "seed": s.seed,
+                    "faults": s.faults, "cellctl": __version__, "endpoints": {
+                        "opcua": ep.opcua_url, "modbus": list(ep.modbus), "ft": list(ep.ft)}})
+                port = RecordingWorkcell(cell, recorder)
+                runner, data = cell_runner(port, task=cfg.cell.task, max_cycles=cfg.cell.cycles or None,
+                                           hooks=[hasher, port.trace])
 
-            def logged(cmd: Command) -> None:
-                recorder.record(COMMAND, anyio.current_time(), {"command": cmd.name, "after_state": cmd.after_state})
+                def logged(cmd: Command) -> None:
+                    payload = {"command": cmd.name, "after_state": cmd.after_state}
+                    recorder.record(COMMAND, anyio.current_time(), payload)
 
-            run = await start_cell(tg, runner, data, logged)
-            status.run = run
-            log.info("cell running", task=cfg.cell.task, log=str(path), opcua=ep.opcua_url,
-                     modbus=f"{ep.modbus[0]}:{ep.modbus[1]}", ft=f"{ep.ft[0]}:{ep.ft[1]}")
-            if on_ready is not None:
-                on_ready(run)
-            await run.command(Command("cmd.reset"))
-            await run.command(Command("cmd.start", after_state="idle"))
-            end = await run.wait_end()
-            tg.cancel_scope.cancel()
+                run = await start_cell(tg, runner, data, logged)
+                status.run = run
+                log.info("cell running", task=cfg.cell.task, log=str(path), opcua=ep.opcua_url,
+                         modbus=f"{ep.modbus[0]}:{ep.modbus[1]}", ft=f"{ep.ft[0]}:{ep.ft[1]}")
+                if on_ready is not None:
+                    on_ready(run)
+                await run.command(Command("cmd.reset"))
+                await run.command(Command("cmd.start", after_state="idle"))
+                end = await run.wait_end()
+                tg.cancel_scope.cancel()
+            devices_tg.cancel_scope.cancel()
     finally:
         if out.isatty():
             out.write("\n")
@@ -209,6 +195,29 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr,
         event_log.close()
     log.info("run ended", **{k: v for k, v in summary.items() if k != "outcomes"}, **summary["outcomes"])
     return summary
+
+
+async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCellDevices,
+                   recorder: LogRecorder) -> DriverWorkcell:
+    """Start the drivers, the sensor log and the reflex against `ep`; return once PLC, robot and pod are up."""
+    plc = PlcClient(cfg.plc.model_copy(update={"url": ep.opcua_url, "resume_after_seq": 0}))
+    robot = RobotDriver(cfg.robot.model_copy(update={"host": ep.modbus[0], "port": ep.modbus[1]}))
+    ft = FTSensor(cfg.ft.model_copy(update={"host": ep.ft[0], "port": ep.ft[1]}))
+    perception = WorldPerception(devices.cell)
+    orders = SimOrders(devices) if cfg.cell.task == "pick" else None
+    cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception, frames=WorldCamera(perception),
+                          orders=orders, recorder=recorder)
+    sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)
+    for task in (plc.run, robot.run, ft.run, sensors.run, cell.run):
+        await tg.start(task)
+    with anyio.fail_after(CONNECT_TIMEOUT_S):
+        await plc.wait_connected()
+        await robot.wait_ready()
+        if plc.last_pod is None:
+            with plc.pod.subscription() as pods:
+                if plc.last_pod is None:
+                    await pods.receive()
+    return cell
 
 
 def _summary(cfg: RunConfig, end: str, data: Any, hasher: TraceHasher, path: Path) -> dict[str, Any]:
