@@ -259,7 +259,7 @@ class CellRobotModel:
             effect = f"effect not applied: {type(exc).__name__}: {exc}"
             self.log.exception("cell model failed to commit", primitive=name)
         self.effects.append((name, completed, effect))
-        self.log.info(
+        self.log.debug(
             "primitive ended",
             primitive=name,
             completed=completed,
