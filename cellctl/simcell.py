@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from cellctl.worldperception import SimCameraConfig, WorldPerception
-from drivers.sim.cell import Physics, SimCell, first_index, force_trace, pressure_trace
+from drivers.sim.cell import ROBOT_FAULT_CODE, Physics, SimCell, first_index, force_trace, pressure_trace
 from perception.change import depth_change
 from statecharts.workcell import (
     Eligibility,
@@ -143,7 +143,7 @@ class SimWorkcell:
             await anyio.sleep(back)
             elapsed += back
         result = MotionResult(outcome=outcome, elapsed_s=round(elapsed, 6), peak_force_n=round(peak, 3),
-                              fault_code=5 if outcome is MotionOutcome.FAULT else 0,
+                              fault_code=ROBOT_FAULT_CODE if outcome is MotionOutcome.FAULT else 0,
                               detail="; ".join(x for x in (detail, effect) if x))
         return result
 

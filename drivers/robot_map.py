@@ -160,6 +160,7 @@ class FaultCode(IntEnum):
     SUCTION_NOT_REACHED = 13
     BAND_HOOK_FAULT = 14
     WORKSPACE_LIMIT = 15
+    SERVO_FAULT = 16
     # driver-side (never on the wire)
     NOT_CONNECTED = 0x8001
     PEER_HEARTBEAT_LOST = 0x8002
@@ -180,6 +181,7 @@ FAULT_TEXT: dict[int, str] = {
     FaultCode.SUCTION_NOT_REACHED: "suction did not reach the attach vacuum",
     FaultCode.BAND_HOOK_FAULT: "band-arm hook did not reach position",
     FaultCode.WORKSPACE_LIMIT: "target outside the workspace",
+    FaultCode.SERVO_FAULT: "servo fault (drive or encoder)",
     FaultCode.NOT_CONNECTED: "not connected to the robot controller",
     FaultCode.PEER_HEARTBEAT_LOST: "robot heartbeat lost",
     FaultCode.COMM_ERROR: "Modbus communication error",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..robot_map import FaultCode
 from .faults import FaultRates
 from .robot import DEFAULT_DURATIONS_S
 from .world import (
@@ -39,7 +40,7 @@ CELL_DURATIONS_S: dict[str, float] = {
     **DEFAULT_DURATIONS_S,
     "approach": 3.5, "grasp": 1.5, "eject_item": 2.0, "retract": 1.8, "place": 1.8, "extract": 1.8,
 }
-ROBOT_FAULT_CODE = 5  # "servo fault" in the register map's vendor range
+ROBOT_FAULT_CODE = int(FaultCode.SERVO_FAULT)
 VACUUM_KPA = -70.0
 LEAK_KPA = -12.0
 CONVEYOR_INDEX_S = 1.5  # from acknowledging one item to the next one standing at the pick-up point

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -42,7 +43,7 @@ from .faults import PROFILES, profile
 from .ft_sensor import SimFTConfig, SimFTSensor, Wrench6
 from .plc import PlcSim, SimItem, SimPod
 from .robot import DEFAULT_DURATIONS_S, PrimitivePlan, SimRobot, SimRobotConfig
-from .world import Pod, WorldError
+from .world import Item, Pod, WorldError
 
 __all__ = [
     "NOMINAL_FORCE_LIMIT_N",
@@ -185,7 +186,9 @@ class CellRobotModel:
         self.rng = np.random.default_rng(seed)  # F/T noise only: the cell's generator stays the cell's
         self.tool: ToolPoint | None = None
         self.params: dict[str, float] | None = None  # physics params of the last begun primitive
-        self.effects: list[tuple[str, bool, str]] = []  # (primitive, completed, effect text) per ended primitive
+        # (primitive, completed, effect text) of the last ended primitives
+        self.effects: deque[tuple[str, bool, str]] = deque(maxlen=256)
+        self.ended: Counter[str] = Counter()  # ended primitives by name
         self._run: _Motion | None = None
 
     # --- PrimitiveModel ----------------------------------------------------------------------------------------
@@ -259,6 +262,7 @@ class CellRobotModel:
             effect = f"effect not applied: {type(exc).__name__}: {exc}"
             self.log.exception("cell model failed to commit", primitive=name)
         self.effects.append((name, completed, effect))
+        self.ended[name] += 1
         self.log.debug(
             "primitive ended",
             primitive=name,
@@ -384,13 +388,19 @@ class SimCellDevices:
         return True
 
     async def _conveyor(self) -> None:
-        """Post each item once; the next one comes after it was acknowledged and a grasp took it."""
+        """Post each item; the next one comes after it was acknowledged and a grasp took it.
+
+        An item a grasp failed to take is still at the pick-up point: the PLC announces it again (its
+        photo-eye still sees it), and the controller acknowledges it again.
+        """
         cell, scale = self.cell, self.config.time_scale
         while True:
-            await _until(lambda: cell.arriving is None or cell.arriving.item_id not in self.posted)
             item, index_s, _down_s = cell.next_arrival()  # may rotate the pod when it is full
+            again = item.item_id in self.posted
             await self.present_pod()
-            await anyio.sleep(index_s * scale)
+            await anyio.sleep((0.0 if again else index_s) * scale)
+            if again and str(item.item_id) in self.plc.acknowledged:
+                self.plc.acknowledged.remove(str(item.item_id))
             w, h, d = item.size_mm
             await self.plc.arrive(
                 SimItem(
@@ -401,8 +411,14 @@ class SimCellDevices:
                     weight_kg=round(item.mass_kg, 3),
                 )
             )
-            self.posted.append(item.item_id)
+            if not again:
+                self.posted.append(item.item_id)
             await _until(partial(self._acknowledged, str(item.item_id)))
+            await _until(partial(self._taken_or_missed, item, self.model.ended["grasp"]))
+
+    def _taken_or_missed(self, item: Item, grasps_before: int) -> bool:
+        """A grasp took the item off the conveyor, or one ended without taking it."""
+        return self.cell.arriving is not item or self.model.ended["grasp"] > grasps_before
 
     def _acknowledged(self, item_id: str) -> bool:
         return item_id in self.plc.acknowledged

@@ -31,7 +31,7 @@ FAST = 0.05
 
 def _config(tmp_path: Path, *, task: str = "stow", cycles: int = 3, faults: str = "none") -> RunConfig:
     text = (f'[cell]\ntask = "{task}"\ncycles = {cycles}\nstatus_period_s = 0.2\n'
-            f'[log]\ndir = "{tmp_path}"\n[sim]\ntime_scale = {FAST}\nfaults = "{faults}"\nseed = 3\n')
+            f'[log]\ndir = "{tmp_path}"\n[sim]\ntime_scale = {FAST}\nfaults = "{faults}"\nseed = 5\n')
     path = tmp_path / "cell.toml"
     path.write_text(text)
     return load_config(path)
@@ -55,6 +55,22 @@ async def test_run_stows_over_the_real_protocols_and_replays(tmp_path: Path) -> 
     result = await anyio.to_thread.run_sync(replay, entries)  # replay runs its own (virtual-time) loop
     assert not result["diverged"], result["first_divergence"]
     assert result["transitions"] == result["recorded_transitions"] > 0
+
+
+async def test_harsh_faults_over_the_protocols_end_every_cycle_with_a_report(tmp_path: Path) -> None:
+    with anyio.fail_after(90):
+        summary = await run_cell(_config(tmp_path, cycles=10, faults="harsh"), out=io.StringIO())
+    assert summary["end_state"] == "complete"
+    records = list(read_log(Path(summary["log"])))
+    reports = [r.payload["args"]["report"] for r in records
+               if r.topic == "port.call" and r.payload["method"] == "report"]
+    assert len({r["task_id"] for r in reports}) == 10
+    assert all(r["outcome"] in ("done", "handoff", "fault") for r in reports)
+    assert all(r["reason"] for r in reports if r["outcome"] != "done")
+    assert sum(r["outcome"] == "done" for r in reports) >= 5
+    entries = [Entry(r.t_s, r.topic, r.payload) for r in records]
+    result = await anyio.to_thread.run_sync(replay, entries)
+    assert not result["diverged"], result["first_divergence"]
 
 
 async def test_stop_mid_cycle_is_safe_and_closes_the_log(tmp_path: Path) -> None:
