@@ -8,6 +8,7 @@ cell (`cellctl run`). Plans carry bin-relative targets; `drivers.pod_frame` maps
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +23,12 @@ from perception.eligibility import classify
 from perception.occupancy import BinGeometry, FrontFaceMap, front_face_map
 from perception.patches import find_patches
 from perception.sdf import bin_sdf
-from planning.bins import BinState, ItemDims, choose_bin
+from planning.bins import BinEvaluation, BinReason, BinState, ItemDims, choose_bin
+from planning.checks import PlanningError
+from planning.stow import ExtendBlade, Retract, Sweep, stow_primitives
 from planning.suction import rank_suction_candidates
+from planning.sweep import KnownItem, plan_sweep
+from planning.sweep import SweepPlan as PlannedSweep
 from statecharts.workcell import (
     Eligibility,
     EligibilityClass,
@@ -35,8 +40,12 @@ from statecharts.workcell import (
     Primitive,
     StowOption,
     StowPlan,
+    SweepPlan,
     Verification,
 )
+
+# Bins rejected for these reasons have the free area but not in one piece: a sweep may merge it.
+SWEEP_REASONS = (BinReason.FRAGMENTED, BinReason.NO_CONTIGUOUS_SPACE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,9 @@ class SimCameraConfig:
     standoff_mm: float = 350.0
     noise_k: float = 0.0025  # depth noise sigma = noise_k * z^2 (m)
     cell_m: float = 0.01  # front-face map resolution
+    sweep_below_bins: int = 2  # plan sweeps when fewer bins than this have a placement without one
+    sweep_max_bins: int = 3  # at most this many bins get a sweep planned per stow plan
+    tool_force_limit_n: float = 40.0  # the stow tool's rating: no sweep is planned to need more
 
 
 class WorldPerception:
@@ -92,6 +104,7 @@ class WorldPerception:
         return fmap
 
     def stow_plan(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
+        """Placements without a sweep first (up to 3 bins x 3 placements); sweeps when few bins have one."""
         dims = ItemDims(item.width_mm, item.height_mm, item.depth_mm)
         states = []
         for b in self.cell.pod.bins:
@@ -109,7 +122,24 @@ class WorldPerception:
             assert ev.placements is not None
             for i, p in enumerate(ev.placements.placements[:3]):
                 options.append(self._stow_option(item, ev.bin_id, i, p.x_mm, p.y_mm, p.rotated))
-        reason = "" if options else "; ".join(f"{e.bin_id}: {e.reason.value}" for e in choice.rejected[:4])
+        sweeps: list[tuple[PlannedSweep, str]] = []
+        swept: list[str] = []
+        if len(choice.ranked) < self.camera.sweep_below_bins:
+            for ev in self._sweep_candidates(choice.rejected):
+                try:
+                    planned = self._plan_sweep(ev.bin_id, dims)
+                except PlanningError as exc:  # the 3-D model disagrees with the bin (an item out of bounds)
+                    swept.append(f"{ev.bin_id}: sweep not planned ({exc})")
+                    continue
+                if planned.ok:
+                    sweeps.append((planned, ev.bin_id))
+                else:
+                    swept.append(f"{ev.bin_id}: sweep {planned.reason.value}")
+            # Least predicted force first, then the shorter push; ties in bin order (sort is stable).
+            sweeps.sort(key=lambda s: (round(s[0].predicted_force_n, 6), round(s[0].distance_mm, 6)))
+            options.extend(self._sweep_option(item, dims, bin_id, planned) for planned, bin_id in sweeps)
+        reason = "" if options else "; ".join(
+            [f"{e.bin_id}: {e.reason.value}" for e in choice.rejected[:4]] + swept[:2])
         plan = StowPlan(options=tuple(options), reason=reason or ("no bin fits" if not options else ""))
         return plan
 
@@ -125,6 +155,73 @@ class WorldPerception:
         )
         return StowOption(bin_id=bin_id, placement_index=index, x_mm=round(x, 1), y_mm=round(y, 1), rotated=rot,
                           steps=steps)
+
+    def _sweep_candidates(self, rejected: tuple[BinEvaluation, ...]) -> list[BinEvaluation]:
+        """Bins whose free area would fit the item if it were in one piece: fragmented ones first."""
+        fragmented = [e for e in rejected if e.reason is BinReason.FRAGMENTED]
+        other = [e for e in rejected if e.reason in SWEEP_REASONS and e.reason is not BinReason.FRAGMENTED]
+        return (fragmented + other)[: self.camera.sweep_max_bins]
+
+    def geometry_state(self, b: Bin, depth_mm: float) -> BinState:
+        """The bin's front-face state from its items' boxes (the stow tower's 3-D model, not the EOAT view).
+
+        A cell's free depth is the nearest item face behind any part of it. From the single EOAT depth view
+        the gaps between deep items are unobserved and read as occupied, which hides what a sweep could merge.
+        """
+        cell = self.camera.cell_m * 1e3
+        rows, cols = math.ceil(b.height_mm / cell - 1e-9), math.ceil(b.width_mm / cell - 1e-9)
+        fd = np.full((rows, cols), b.depth_mm)
+        for p in b.items:
+            c0, c1 = max(0, math.floor(p.lo[0] / cell + 1e-6)), min(cols, math.ceil(p.hi[0] / cell - 1e-6))
+            r0, r1 = max(0, math.floor(p.lo[1] / cell + 1e-6)), min(rows, math.ceil(p.hi[1] / cell - 1e-6))
+            fd[r0:r1, c0:c1] = np.minimum(fd[r0:r1, c0:c1], max(0.0, p.lo[2]))
+        return BinState(b.bin_id, fd < depth_mm, fd, cell, b.width_mm, b.height_mm, b.depth_mm)
+
+    @staticmethod
+    def known_items(b: Bin) -> list[KnownItem]:
+        """The bin's items as the planner knows them (the manifest's catalogue data, the 3-D model's boxes)."""
+        out = []
+        for p in b.items:
+            (x, y, z), (w, h, d) = p.lo, p.item.size_mm
+            out.append(KnownItem(p.item_id, max(0.0, x), max(0.0, y), w, h, d, p.item.mass_kg, p.item.stiffness,
+                                 z_mm=max(0.0, z), upright=p.leaning))
+        return out
+
+    def _plan_sweep(self, bin_id: str, dims: ItemDims) -> PlannedSweep:
+        b = self.cell.pod.bin(bin_id)
+        # The simulated tool cannot tip (a horizontal blade) or hold a squeeze through the retract: plain
+        # sweeps of rigid configurations only.
+        return plan_sweep(self.geometry_state(b, dims.depth_mm), self.known_items(b), dims,
+                          tool_force_limit_n=self.camera.tool_force_limit_n, allow_tip=False, allow_squeeze=False)
+
+    def _sweep_option(self, item: ItemArrival, dims: ItemDims, bin_id: str, planned: PlannedSweep) -> StowOption:
+        """Approach, extend the blade, sweep, eject into the freed span, retract (blade and gripper)."""
+        pl, band, entry = planned.placement, planned.band_mm, planned.entry_mm
+        assert pl is not None and band is not None and entry is not None
+        b = self.cell.pod.bin(bin_id)
+        prims = stow_primitives(pl, planned, dims, bin_depth_mm=b.depth_mm)
+        blade = next(s for s in prims if isinstance(s, ExtendBlade))
+        push = next(s for s in prims if isinstance(s, Sweep))
+        out = next(s for s in prims if isinstance(s, Retract))
+        plain = self._stow_option(item, bin_id, 0, pl.x_mm, pl.y_mm, pl.rotated)
+        approach, eject, _ = plain.steps
+        bi = float(self.cell.bin_index(bin_id))
+        sweep = SweepPlan(entry_x_mm=entry[0], entry_y_mm=entry[1], direction=planned.direction,
+                          distance_mm=planned.distance_mm, predicted_force_n=planned.predicted_force_n,
+                          force_limit_n=planned.force_limit_n, tip=planned.tip)
+        steps = (
+            approach,
+            Motion(primitive=Primitive.EXTEND_BLADE, params={"bin": bi}, timeout_s=max(blade.timeout_s, 6.0),
+                   force_limit_n=blade.force_limit_n, backoff_mm=30.0),
+            Motion(primitive=Primitive.SWEEP,
+                   params={"bin": bi, "x": sweep.entry_x_mm, "direction": float(sweep.direction),
+                           "distance": sweep.distance_mm, "y_lo": band[0], "y_hi": band[1]},
+                   timeout_s=max(push.timeout_s, 6.0), force_limit_n=sweep.force_limit_n, backoff_mm=10.0),
+            eject,
+            Motion(primitive=Primitive.RETRACT, params={"bin": bi}, timeout_s=max(out.timeout_s, 6.0),
+                   force_limit_n=out.force_limit_n),
+        )
+        return plain.model_copy(update={"sweep": sweep, "steps": steps})
 
     def verify(self, item: ItemArrival, option: StowOption) -> Verification:
         b = self.cell.pod.bin(option.bin_id)
