@@ -200,7 +200,8 @@ class ReplayWorkcell:
         if not replies:
             await anyio.sleep_forever()  # the recorded call never returned (cancelled)
         t_reply, result = replies[0]
-        await anyio.sleep(max(0.0, t_reply - call.t_s))
+        # At the recorded time: the real run's own processing time between calls does not accumulate here.
+        await anyio.sleep(max(0.0, t_reply - anyio.current_time()))
         try:
             return PORT[method].result.validate_python(result)
         except ValidationError as exc:
@@ -244,10 +245,8 @@ class ReplayWorkcell:
         if call is None:
             await anyio.sleep_forever()
         assert call is not None
-        last = call.t_s
         for t, value in self.c.log.replies.get(call.seq, []):
-            await anyio.sleep(max(0.0, t - last))
-            last = t
+            await anyio.sleep(max(0.0, t - anyio.current_time()))
             yield Interlocks.model_validate(value)
         await anyio.sleep_forever()
 
