@@ -33,13 +33,13 @@ import anyio
 import numpy as np
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..plc_nodes import BinLayout, BinSpec
 from ..pod_frame import PodFrame
 from ..robot_map import FaultCode, Primitive
 from .cell import CELL_DURATIONS_S, LEAK_KPA, ROBOT_FAULT_CODE, Physics, SimCell, force_trace
-from .faults import PROFILES, profile
+from .faults import FaultProfileName, profile
 from .ft_sensor import SimFTConfig, SimFTSensor, Wrench6
 from .plc import PlcSim, SimItem, SimPod
 from .robot import DEFAULT_DURATIONS_S, PrimitivePlan, SimRobot, SimRobotConfig
@@ -110,17 +110,10 @@ class SimCellConfig(BaseModel):
     ft_port: int = Field(default=49152, ge=0, le=65535)
     ft_rate_hz: float = Field(default=1000.0, gt=0, le=10_000)
     seed: int = 0
-    faults: str = "none"  # a profile of drivers.sim.faults.PROFILES
+    faults: FaultProfileName = "none"
     time_scale: float = Field(default=1.0, gt=0, le=1.0)  # 1.0: real durations
     rows: int = Field(default=4, ge=1, le=64)
     cols: int = Field(default=3, ge=1, le=64)
-
-    @field_validator("faults")
-    @classmethod
-    def _known_profile(cls, value: str) -> str:
-        if value not in PROFILES:
-            raise ValueError(f"unknown fault profile {value!r}; known: {', '.join(PROFILES)}")
-        return value
 
 
 def pod_layout(pod: Pod, rows: int, cols: int) -> BinLayout:

@@ -6,9 +6,11 @@ cell's seeded generator, so a profile and a seed give the same faults every run.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
 
-__all__ = ["PROFILES", "FaultRates", "profile"]
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = ["PROFILES", "FaultProfileName", "FaultRates", "profile"]
 
 
 class FaultRates(BaseModel):
@@ -43,3 +45,12 @@ def profile(name: str) -> FaultRates:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown fault profile {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+def _known(name: str) -> str:
+    profile(name)
+    return name
+
+
+# A configuration field naming a profile (validated: the error lists the known names).
+FaultProfileName = Annotated[str, AfterValidator(_known)]
