@@ -72,18 +72,22 @@ class CellRun:
 
     async def wait_end(self) -> str:
         """Wait until the cell rests in an end state; return its name."""
+        return await self.wait_any(END_STATES)
+
+    async def wait_any(self, states: Sequence[str]) -> str:
+        """Wait until one of `states` is active once the chart is idle; return its name."""
         while True:
-            for s in END_STATES:
+            await self.runner.wait_idle()
+            for s in states:
                 if self.runner.is_active(s):
                     return s
-            await self.runner.wait_idle()
             async with anyio.create_task_group() as tg:
 
                 async def wait_one(name: str) -> None:
                     await self.runner.wait_for(name)
                     tg.cancel_scope.cancel()
 
-                for s in END_STATES:
+                for s in states:
                     tg.start_soon(wait_one, s)
 
 

@@ -218,9 +218,11 @@ def run(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from drivers.sim.cell_devices import DeviceStartError
+
     try:
         summary = anyio.run(run_cell, cfg)
-    except* (ConfigError, OSError) as group:  # OSError: a port in use, the log not writable, a connect timeout
+    except* (ConfigError, OSError, DeviceStartError) as group:  # a port in use, the log not writable, no answer
         for exc in _leaves(group):
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -11,6 +11,7 @@ After a halt the latch is released and a force trip backs off (retract). Device 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,13 +20,18 @@ import anyio
 import numpy as np
 import structlog
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from pydantic import ValidationError
 
 from drivers import robot_map as rm
-from drivers.ft import FTSensor, StreamState, Wrench
-from drivers.plc import PlcClient, PlcError
+from drivers.ft import FTSensor, StreamState, StreamStatus, Wrench
+from drivers.plc import PlcClient, PlcError, PlcStatus
+from drivers.plc_nodes import InterlockState
+from drivers.plc_nodes import ItemArrival as PlcArrival
 from drivers.pod_frame import PodFrame
 from drivers.robot import Outcome, PrimitiveResult, RobotCommError, RobotDriver
 from drivers.robot_map import FaultCode
+from drivers.streams import Subscription
 from perception.change import depth_change
 from statecharts.workcell import (
     Eligibility,
@@ -100,7 +106,11 @@ class DriverWorkcell:
         self._peak = 0.0
         self._stop: tuple[MotionOutcome, str] | None = None
         self._trip: Trip | None = None
-        self.reports: list[TaskReport] = []
+        self.reports = 0
+        self._interlock_events: tuple[MemoryObjectSendStream[Interlocks], MemoryObjectReceiveStream[Interlocks]] = (
+            anyio.create_memory_object_stream[Interlocks](256))
+        plc.interlocks.add_tap(self._on_interlocks)
+        plc.status.add_tap(self._on_plc_status)
         self._motion_lock = anyio.Lock()
         self._halted = False  # HALT may be latched on the robot: release it before the next primitive
         ft.samples.add_tap(self.guard.tap)
@@ -133,15 +143,31 @@ class DriverWorkcell:
 
     # ------------------------------------------------------------------ conveyor, FC
     async def next_item(self, timeout_s: float) -> ItemArrival | None:
-        with anyio.move_on_after(timeout_s):
-            a = await self._arrivals.receive()
+        deadline = anyio.current_time() + timeout_s
+        while True:
+            a: PlcArrival | None = None
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                a = await self._arrivals.receive()
+            if a is None:
+                return None
+            # Taken off the queue: acknowledge it whatever happens to this call (shielded, bounded).
+            with anyio.CancelScope(shield=True):
+                await self._acknowledge(a.item_id)
             try:
-                await self.plc.call("acknowledge_item", a.item_id, timeout_s=self.config.ack_timeout_s)
+                return ItemArrival(item_id=a.item_id, width_mm=a.width_mm, height_mm=a.height_mm,
+                                   depth_mm=a.length_mm, mass_kg=max(a.weight_kg, 0.001))
+            except ValidationError as exc:  # beyond what the cell handles: leave it to the conveyor's reject path
+                log.error("arrival refused: outside the cell's item limits", item_id=a.item_id,
+                          error=str(exc).replace("\n", "; "))
+                self._rec("plc.refused", {"item_id": a.item_id, "error": str(exc)[:500]})
+
+    async def _acknowledge(self, item_id: str) -> None:
+        for attempt in range(3):
+            try:
+                await self.plc.call("acknowledge_item", item_id, timeout_s=self.config.ack_timeout_s)
+                return
             except (PlcError, TimeoutError) as exc:
-                log.warning("item not acknowledged to the PLC", item_id=a.item_id, error=str(exc))
-            return ItemArrival(item_id=a.item_id, width_mm=a.width_mm, height_mm=a.height_mm,
-                               depth_mm=a.length_mm, mass_kg=max(a.weight_kg, 0.001))
-        return None
+                log.warning("item not acknowledged to the PLC", item_id=item_id, attempt=attempt + 1, error=str(exc))
 
     async def next_order(self, timeout_s: float) -> PickOrder | None:
         if self.orders is None:
@@ -150,19 +176,37 @@ class DriverWorkcell:
         return await self.orders.next_order(timeout_s)
 
     async def report(self, report: TaskReport) -> None:
-        self.reports.append(report)
+        self.reports += 1  # the report itself is in the event log (port.call)
+        log.info("task report", task_id=report.task_id, outcome=report.outcome.value, reason=report.reason)
 
     def interlocks(self) -> AsyncIterator[Interlocks]:
         return self._interlocks()
 
+    def _on_interlocks(self, state: InterlockState) -> None:
+        self._push_interlocks(Interlocks(ok=state.clear, detail=_interlock_text(state)))
+
+    def _on_plc_status(self, status: PlcStatus) -> None:
+        if not status.connected:  # the last values say nothing about now: not safe to move
+            self._push_interlocks(Interlocks(ok=False, detail=f"PLC disconnected, interlocks unknown: {status.detail}"))
+
+    def _push_interlocks(self, value: Interlocks) -> None:
+        with contextlib.suppress(anyio.WouldBlock):  # full: nobody reads (chart not live); start reads the latest
+            self._interlock_events[0].send_nowait(value)
+
     async def _interlocks(self) -> AsyncIterator[Interlocks]:
-        with self.plc.interlocks.subscription() as sub:
-            state = self.plc.last_interlocks
-            if state is not None:
-                yield Interlocks(ok=state.clear, detail=_interlock_text(state))
-            while True:
-                state = await sub.receive()
-                yield Interlocks(ok=state.clear, detail=_interlock_text(state))
+        receive = self._interlock_events[1]
+        while True:  # drop what queued before this subscription: start from the current state
+            try:
+                receive.receive_nowait()
+            except anyio.WouldBlock:
+                break
+        state = self.plc.last_interlocks
+        if state is None or not self.plc.connected:
+            yield Interlocks(ok=False, detail="interlocks unknown (no value from the PLC yet)")
+        else:
+            yield Interlocks(ok=state.clear, detail=_interlock_text(state))
+        while True:
+            yield await receive.receive()
 
     async def halt(self) -> None:
         self._halted = True
@@ -251,6 +295,14 @@ class DriverWorkcell:
         if self._halted or (st is not None and st.halt_active):
             # A stop (hold, abort, a guard, a timeout) latched HALT; the input image may not show it yet.
             self._halted = not await self.robot.clear_halt()
+            if self._halted:
+                return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0,
+                                    detail="the robot's halt latch could not be released")
+        with self.ft.status.subscription() as ft_status:  # before the check: no stale transition slips by
+            return await self._guarded(motion, prim, params, ft_status)
+
+    async def _guarded(self, motion: Motion, prim: rm.Primitive, params: dict[str, float],
+                       ft_status: Subscription[StreamStatus]) -> MotionResult:
         limit = motion.force_limit_n
         if limit is not None and self.ft.state is not StreamState.LIVE:
             return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0,
@@ -262,7 +314,7 @@ class DriverWorkcell:
         try:
             async with anyio.create_task_group() as tg:
                 if limit is not None:
-                    tg.start_soon(self._watch_ft)
+                    tg.start_soon(self._watch_ft, ft_status)
                 if motion.vacuum_kpa is not None and prim is not rm.Primitive.ATTACH:
                     tg.start_soon(self._watch_suction, motion.vacuum_kpa)
                 if motion.max_scene_change is not None and "bin" in motion.params:
@@ -275,24 +327,34 @@ class DriverWorkcell:
         finally:
             tripped = limit is not None and not self.guard.armed
             self.guard.disarm()
+        if tripped:
+            self._halted = True  # the reflex sent HALT, even if the primitive completed just before it landed
         outcome, detail = self._outcome(result, tripped, limit)
         elapsed = result.duration_s
         if outcome is not MotionOutcome.DONE and outcome is not MotionOutcome.UNAVAILABLE:
-            self._halted = not await self.robot.clear_halt()
-            if outcome is MotionOutcome.FORCE_LIMIT and motion.backoff_mm > 0:
-                back = await self.robot.execute(rm.Primitive.RETRACT, {"speed_scale": self.config.speed_scale},
-                                                timeout=max(motion.timeout_s, 5.0))
-                elapsed += back.duration_s
-                detail += "; backed off" if back.ok else f"; back-off failed: {back.fault_text or back.outcome}"
+            self._halted = True
+            try:
+                with anyio.move_on_after(1.0):  # the reflex's halt is on the wire before the latch is released
+                    await self.guard.idle()
+                self._halted = not await self.robot.clear_halt()
+                if outcome is MotionOutcome.FORCE_LIMIT and motion.backoff_mm > 0 and not self._halted:
+                    back = await self.robot.execute(rm.Primitive.RETRACT, {"speed_scale": self.config.speed_scale},
+                                                    timeout=max(motion.timeout_s, 5.0))
+                    elapsed += back.duration_s
+                    detail += "; backed off" if back.ok else f"; back-off failed: {back.fault_text or back.outcome}"
+                    self._halted = not back.ok
+            except BaseException:
+                self._halted = True
+                raise
         code = result.fault_code if outcome in (MotionOutcome.FAULT, MotionOutcome.UNAVAILABLE) else 0
         return MotionResult(outcome=outcome, elapsed_s=round(elapsed, 6), peak_force_n=round(self._peak, 3),
                             fault_code=int(code) if code < 0x10000 else 0, detail=detail)
 
     def _outcome(self, r: PrimitiveResult, tripped: bool, limit: float | None) -> tuple[MotionOutcome, str]:
+        if tripped:  # also when the primitive completed as the halt went out: the contact was there
+            return MotionOutcome.FORCE_LIMIT, f"force over the limit {limit:.1f} N: robot halted"
         if r.outcome is Outcome.DONE:
             return MotionOutcome.DONE, ""
-        if tripped:
-            return MotionOutcome.FORCE_LIMIT, f"force over the limit {limit:.1f} N: robot halted"
         if self._stop is not None:
             return self._stop
         if r.outcome is Outcome.TIMEOUT:
@@ -308,15 +370,20 @@ class DriverWorkcell:
             self._stop = (outcome, detail)
             await self.robot.halt()
 
-    async def _watch_ft(self) -> None:
-        with self.ft.status.subscription() as sub:
-            while True:
-                s = await sub.receive()
-                if s.state is StreamState.STALE:
-                    await self._stop_motion(MotionOutcome.FAULT, "F/T stream stale during a guarded motion")
-                    return
+    async def _watch_ft(self, sub: Subscription[StreamStatus]) -> None:
+        while True:
+            s = await sub.receive()
+            if s.state is StreamState.STALE:
+                await self._stop_motion(MotionOutcome.FAULT, "F/T stream stale during a guarded motion")
+                return
 
     async def _watch_suction(self, threshold_kpa: float) -> None:
+        try:
+            await self._suction_watch(threshold_kpa)
+        except Exception as exc:  # a watch that fails stops the motion: it is no longer watched
+            await self._stop_motion(MotionOutcome.FAULT, f"suction watch failed: {exc!r}")
+
+    async def _suction_watch(self, threshold_kpa: float) -> None:
         start = anyio.current_time()
         with self.robot.suction.subscription(overflow="newest") as sub:
             while True:
@@ -327,6 +394,12 @@ class DriverWorkcell:
                     return
 
     async def _watch_frames(self, bin_index: int, threshold: float) -> None:
+        try:
+            await self._frame_watch(bin_index, threshold)
+        except Exception as exc:
+            await self._stop_motion(MotionOutcome.FAULT, f"depth frame watch failed: {exc!r}")
+
+    async def _frame_watch(self, bin_index: int, threshold: float) -> None:
         prev = await anyio.to_thread.run_sync(self.frames.frame, bin_index)
         t0 = anyio.current_time()
         while True:

@@ -57,7 +57,9 @@ class ForceGuard:
         self._limit: float | None = None
         self._pending: Trip | None = None
         self._wake = anyio.Event()
+        self._handled: anyio.Event | None = None  # created by run(): set after each trip's halt went out
         self.trips = 0
+        self._tripped = 0
 
     @property
     def armed(self) -> bool:
@@ -77,9 +79,16 @@ class ForceGuard:
         if limit is not None and sample.force_magnitude > limit:
             self._limit = None  # one trip per arming: the halt is on its way
             self._pending = Trip(sample, limit, time.perf_counter())
+            self._tripped += 1
             self._wake.set()
 
+    async def idle(self) -> None:
+        """Wait until every trip so far has had its halt sent (returns at once when none is pending)."""
+        while self._tripped > self.trips and self._handled is not None:
+            await self._handled.wait()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._handled = anyio.Event()
         task_status.started()
         while True:
             await self._wake.wait()
@@ -97,3 +106,5 @@ class ForceGuard:
                         reaction_ms=round((trip.halted_at - trip.detected_at) * 1e3, 3))
             if self._on_trip is not None:
                 self._on_trip(trip)
+            self._handled.set()
+            self._handled = anyio.Event()

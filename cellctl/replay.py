@@ -34,6 +34,7 @@ from statecharts.workcell import (
 from .recording import CALL, COMMAND, PORT, REPLY, TRANSITION, canonical, encode_args, transition_payload
 
 RUN_TIME_TOLERANCE_S = 0.5
+TIMESTAMP_KEYS = frozenset({"started_s", "ended_s"})  # when a task began and ended (a report's clock readings)
 
 
 class ReplayError(ValueError):
@@ -167,7 +168,7 @@ class Comparator:
 
 
 def same_within(expected: Any, actual: Any, tol_s: float, key: str = "") -> bool:
-    """Equal, except that times (numbers under keys ending in `_s`) may differ by `tol_s`.
+    """Equal, except that timestamps (`TIMESTAMP_KEYS`) may differ by `tol_s`.
 
     A real-time run takes wall time between a reply and the chart's next call that virtual-time replay does
     not, so the times a report carries (started_s, ended_s) drift by that much.
@@ -179,7 +180,7 @@ def same_within(expected: Any, actual: Any, tol_s: float, key: str = "") -> bool
         return len(expected) == len(actual) and all(
             same_within(e, a, tol_s, key) for e, a in zip(expected, actual, strict=True))
     numbers = (int, float)
-    if (tol_s > 0 and key.endswith("_s") and isinstance(expected, numbers) and isinstance(actual, numbers)
+    if (tol_s > 0 and key in TIMESTAMP_KEYS and isinstance(expected, numbers) and isinstance(actual, numbers)
             and not isinstance(expected, bool) and not isinstance(actual, bool)):
         return abs(expected - actual) <= tol_s
     return bool(expected == actual)

@@ -83,6 +83,7 @@ class RunStatus:
     started: float = field(default_factory=time.monotonic)
     run: CellRun | None = None
     stopping: str = ""
+    stop_requested: bool = False
 
     def line(self) -> str:
         if self.run is None:
@@ -111,7 +112,8 @@ async def _status_loop(status: RunStatus, period_s: float, out: TextIO) -> None:
         await anyio.sleep(period_s)
 
 
-async def _on_signals(run_status: RunStatus, get_run: Callable[[], CellRun | None], tg: TaskGroup) -> None:
+async def _on_signals(run_status: RunStatus, get_run: Callable[[], CellRun | None], tg: TaskGroup,
+                      stop_timeout_s: float) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         n = 0
         async for sig in signals:
@@ -123,12 +125,24 @@ async def _on_signals(run_status: RunStatus, get_run: Callable[[], CellRun | Non
                 return
             if n == 1:
                 log.info("stop requested: stopping the cell safely", signal=name)
+                run_status.stop_requested = True
                 run_status.stopping = " · stopping (Ctrl-C again to abort)"
                 tg.start_soon(run.command, Command("cmd.stop"))
+                tg.start_soon(_abort_after, run, run_status, stop_timeout_s)
             else:
                 log.warning("second signal: aborting (robot halted now)", signal=name)
                 run_status.stopping = " · aborting"
                 tg.start_soon(run.command, Command("cmd.abort"))
+
+
+async def _abort_after(run: CellRun, status: RunStatus, timeout_s: float) -> None:
+    """A safe stop that does not finish in time becomes an abort (the robot is halted where it is)."""
+    with anyio.move_on_after(timeout_s):
+        await run.wait_any(("stopped", "aborted"))
+        return
+    log.error("safe stop did not finish in time: aborting", timeout_s=timeout_s)
+    status.stopping = " · aborting (stop timed out)"
+    await run.command(Command("cmd.abort"))
 
 
 def _log_path(cfg: RunConfig) -> Path:
@@ -162,7 +176,7 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr,
             ep = await devices_tg.start(devices.serve)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
-                tg.start_soon(_on_signals, status, lambda: status.run, tg)
+                tg.start_soon(_on_signals, status, lambda: status.run, tg, cfg.cell.stop_timeout_s)
                 cell = await _connect(tg, cfg, ep, devices, recorder)
                 recorder.record("run.meta", anyio.current_time(), {
                     "mode": "run", "task": cfg.cell.task, "cycles": cfg.cell.cycles or None, "seed": s.seed,
@@ -183,7 +197,11 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr,
                 if on_ready is not None:
                     on_ready(run)
                 await run.command(Command("cmd.reset"))
-                await run.command(Command("cmd.start", after_state="idle"))
+                # Tripped interlocks abort from reset on; a stop may come before the cell is idle.
+                if await run.wait_any(("idle", "aborted")) == "idle" and not status.stop_requested:
+                    await run.command(Command("cmd.start", after_state="idle"))
+                elif status.stop_requested:
+                    await run.command(Command("cmd.stop"))
                 end = await run.wait_end()
                 tg.cancel_scope.cancel()
             devices_tg.cancel_scope.cancel()
@@ -210,13 +228,20 @@ async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCel
     sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)
     for task in (plc.run, robot.run, ft.run, sensors.run, cell.run):
         await tg.start(task)
-    with anyio.fail_after(CONNECT_TIMEOUT_S):
-        await plc.wait_connected()
-        await robot.wait_ready()
-        if plc.last_pod is None:
-            with plc.pod.subscription() as pods:
+    waiting = f"the PLC at {ep.opcua_url}"
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT_S):
+            await plc.wait_connected()
+            waiting = f"the robot at {ep.modbus[0]}:{ep.modbus[1]}"
+            await robot.wait_ready()
+            waiting = "the PLC's pod and interlock values"
+            with plc.pod.subscription() as pods, plc.interlocks.subscription() as locks:
                 if plc.last_pod is None:
                     await pods.receive()
+                if plc.last_interlocks is None:
+                    await locks.receive()
+    except TimeoutError:
+        raise TimeoutError(f"no answer from {waiting} within {CONNECT_TIMEOUT_S:.0f} s") from None
     return cell
 
 
