@@ -105,7 +105,6 @@ class DriverWorkcell:
         self._arrivals = plc.arrivals.subscribe()  # from construction on: no arrival is missed
         self._peak = 0.0
         self._stop: tuple[MotionOutcome, str] | None = None
-        self._trip: Trip | None = None
         self.reports = 0
         self._interlock_events: tuple[MemoryObjectSendStream[Interlocks], MemoryObjectReceiveStream[Interlocks]] = (
             anyio.create_memory_object_stream[Interlocks](256))
@@ -131,7 +130,6 @@ class DriverWorkcell:
             self._peak = f
 
     def _on_trip(self, trip: Trip) -> None:
-        self._trip = trip
         self._rec("reflex.trip", {"force_n": round(trip.sample.force_magnitude, 3), "limit_n": trip.limit_n,
                                   "reaction_ms": round((trip.halted_at - trip.detected_at) * 1e3, 3)})
 
@@ -307,7 +305,7 @@ class DriverWorkcell:
         if limit is not None and self.ft.state is not StreamState.LIVE:
             return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0,
                                 detail=f"F/T stream {self.ft.state.value}: no force-guarded motion without it")
-        self._peak, self._stop, self._trip = 0.0, None, None
+        self._peak, self._stop = 0.0, None
         tripped = False
         if limit is not None:
             self.guard.arm(limit)

@@ -112,13 +112,12 @@ async def _status_loop(status: RunStatus, period_s: float, out: TextIO) -> None:
         await anyio.sleep(period_s)
 
 
-async def _on_signals(run_status: RunStatus, get_run: Callable[[], CellRun | None], tg: TaskGroup,
-                      stop_timeout_s: float) -> None:
+async def _on_signals(run_status: RunStatus, tg: TaskGroup, stop_timeout_s: float) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         n = 0
         async for sig in signals:
             n += 1
-            run = get_run()
+            run = run_status.run
             name = signal.Signals(sig).name
             if run is None:
                 tg.cancel_scope.cancel()
@@ -176,7 +175,7 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr,
             ep = await devices_tg.start(devices.serve)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
-                tg.start_soon(_on_signals, status, lambda: status.run, tg, cfg.cell.stop_timeout_s)
+                tg.start_soon(_on_signals, status, tg, cfg.cell.stop_timeout_s)
                 cell = await _connect(tg, cfg, ep, devices, recorder)
                 recorder.record("run.meta", anyio.current_time(), {
                     "mode": "run", "task": cfg.cell.task, "cycles": cfg.cell.cycles or None, "seed": s.seed,
