@@ -44,37 +44,44 @@ from .streams import Topic
 
 
 class RobotConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: an inf or NaN timeout is a guard that never fires. The upper bounds keep every timeout
+    # and period within what still makes it a watchdog: a HALT that may take seconds is no stop, a heartbeat or a
+    # request allowed to stall for minutes detects nothing.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(5020, ge=1, le=65535)
     unit_id: int = Field(1, ge=1, le=247)
-    connect_timeout_s: float = Field(1.0, gt=0.0)
-    request_timeout_s: float = Field(0.3, gt=0.0, description="one Modbus transaction on the main link")
-    halt_timeout_s: float = Field(0.25, gt=0.0, description="one HALT delivery, all links together")
+    connect_timeout_s: float = Field(1.0, gt=0.0, le=10.0)
+    request_timeout_s: float = Field(0.3, gt=0.0, le=5.0, description="one Modbus transaction on the main link")
+    halt_timeout_s: float = Field(0.25, gt=0.0, le=2.0, description="one HALT delivery, all links together")
     halt_hedge_s: float = Field(
-        0.05, gt=0.0, description="halt link silent this long: HALT also goes out on the main link and a fresh one"
+        0.05,
+        gt=0.0,
+        le=2.0,
+        description="halt link silent this long: HALT also goes out on the main link and a fresh one",
     )
-    halt_probe_timeout_s: float = Field(0.1, gt=0.0, description="halt link probe (every heartbeat_period_s)")
-    max_consecutive_timeouts: int = Field(3, ge=1, description="then the main link is dropped and rebuilt")
-    heartbeat_period_s: float = Field(0.1, gt=0.0)
-    peer_heartbeat_timeout_s: float = Field(0.5, gt=0.0)
+    halt_probe_timeout_s: float = Field(0.1, gt=0.0, le=2.0, description="halt link probe (every heartbeat_period_s)")
+    max_consecutive_timeouts: int = Field(3, ge=1, le=100, description="then the main link is dropped and rebuilt")
+    heartbeat_period_s: float = Field(0.1, gt=0.0, le=2.0)
+    peer_heartbeat_timeout_s: float = Field(0.5, gt=0.0, le=10.0)
     poll_hz: float = Field(200.0, ge=100.0, le=1000.0, description="input image (suction pressure) poll rate")
-    default_timeout_s: float = Field(30.0, gt=0.0, description="execute() timeout when none is given")
+    default_timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="execute() timeout when none is given")
     halt_abandoned: bool = Field(
         True, description="halt (latched) a primitive the driver stops waiting for: timeout, heartbeat or link lost"
     )
-    reconnect_initial_s: float = Field(0.05, gt=0.0)
-    reconnect_max_s: float = Field(2.0, gt=0.0)
+    reconnect_initial_s: float = Field(0.05, gt=0.0, le=10.0)
+    reconnect_max_s: float = Field(2.0, gt=0.0, le=60.0)
 
     @model_validator(mode="after")
     def _consistent(self) -> RobotConfig:
+        # Messages start with "<field>: " so that a loader can name the dotted key (cellctl.config does).
         if self.peer_heartbeat_timeout_s <= self.heartbeat_period_s:
-            raise ValueError("peer_heartbeat_timeout_s must exceed heartbeat_period_s")
+            raise ValueError("peer_heartbeat_timeout_s: must exceed heartbeat_period_s")
         if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+            raise ValueError("reconnect_max_s: must be >= reconnect_initial_s")
         if self.halt_hedge_s >= self.halt_timeout_s:
-            raise ValueError("halt_hedge_s must be shorter than halt_timeout_s")
+            raise ValueError("halt_hedge_s: must be shorter than halt_timeout_s")
         return self
 
 
