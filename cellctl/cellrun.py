@@ -98,9 +98,10 @@ def cell_runner(
     max_cycles: int | None,
     hooks: Sequence[TraceHook],
     config: TaskConfig | None = None,
+    fault_repeat: cell.FaultRepeat | None = None,
 ) -> tuple[ChartRunner, cell.CellData]:
     data = cell.CellData(workcell=workcell, task=task, max_cycles=max_cycles, trace_hooks=tuple(hooks),
-                         config=config or TaskConfig())
+                         config=config or TaskConfig(), fault_repeat=fault_repeat)
     return ChartRunner(cell.build(), data=data, trace=tuple(hooks)), data
 
 

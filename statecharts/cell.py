@@ -2,7 +2,8 @@
 
     live (watches interlocks; cmd.abort / interlock trip -> aborting)
       stopped --cmd.reset--> [running] resetting -> idle --cmd.start--> starting -> execute
-        execute: runs task cycles (tasks.run_task); cycle.done counts outcomes
+        execute: runs task cycles (tasks.run_task), counting every report delivered
+                 --alarm--> holding -> held (the same fault `FaultRepeat.limit` times in a row; unhold acknowledges)
                  -> completing -> complete (max_cycles reached)   -> suspending -> suspended (a task starved)
                  --cmd.hold--> holding -> held --cmd.unhold--> unholding -> execute
                  --cmd.suspend--> suspending -> suspended --cmd.unsuspend--> unsuspending -> execute
@@ -18,6 +19,7 @@ report is still delivered, see `tasks.run_task`); holding, suspending and stoppi
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,11 +30,28 @@ import anyio.lowlevel
 from .engine import ActionContext, Activity, ActivityContext, Chart, Event, State, TraceHook, activity, on
 from .engine.model import Action
 from .tasks import Starved, TaskConfig, bounded, make_arm_safe, run_task
-from .workcell import TaskReport, Workcell
+from .workcell import TaskOutcome, TaskReport, Workcell
 
-__all__ = ["CellData", "build"]
+__all__ = ["CellData", "FaultRepeat", "build", "fault_key"]
 
 TaskMix = Literal["stow", "pick", "mixed"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRepeat:
+    """Hold the cell when `limit` tasks in a row end `fault` the same way within `window_s`."""
+
+    limit: int = 3
+    window_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or not (0 < self.window_s < float("inf")):
+            raise ValueError(f"fault repeat needs limit >= 1, a finite window > 0, not {self.limit}, {self.window_s}")
+
+
+def fault_key(reason: str) -> str:
+    """A fault reason with its numbers blanked: the same fault whatever the force, time or attempt."""
+    return re.sub(r"[-+]?\d+(\.\d+)?", "#", reason)
 
 
 @dataclass
@@ -45,11 +64,25 @@ class CellData:
     config: TaskConfig = field(default_factory=TaskConfig)
     trace_hooks: Sequence[TraceHook] = ()
     seq: int = 0  # tasks started (the next task id)
-    cycles: int = 0  # tasks ended with a report
+    cycles: int = 0  # tasks ended with a report (an interrupted one too)
+    interrupted: int = 0  # of which cut short by a hold, suspend, stop or abort (they do not count to max_cycles)
     counts: Counter[str] = field(default_factory=Counter)  # reports by outcome
     reports: list[TaskReport] = field(default_factory=list)
     last_starved: Starved | None = None
     stop_reason: str = ""  # why the cell aborted / last safe-move failure
+    fault_repeat: FaultRepeat | None = None  # None: repeated faults do not hold the cell
+    alarm: str = ""  # why the cell holds; cleared by cmd.unhold (the operator's acknowledgement)
+    streak: list[tuple[float, str]] = field(default_factory=list)  # (ended_s, reason key) of the last faults
+
+    def count(self, report: TaskReport) -> None:
+        """A report was delivered: the counters the status line, the summary and the FC show."""
+        self.cycles += 1
+        self.counts[report.outcome.value] += 1
+        self.reports.append(report)
+
+    def count_interrupted(self, report: TaskReport) -> None:
+        self.interrupted += 1
+        self.count(report)
 
     def kind_for(self, seq: int) -> Literal["stow", "pick"]:
         if self.task == "mixed":
@@ -70,17 +103,18 @@ async def complete_at_once(ctx: ActivityContext) -> None:
 @activity("cycle.done", "task.starved", "cycles.finished")
 async def execute_cycles(ctx: ActivityContext) -> None:
     data: CellData = ctx.data
-    while data.max_cycles is None or data.cycles < data.max_cycles:
+    while data.max_cycles is None or data.cycles - data.interrupted < data.max_cycles:
         seq = data.seq
         data.seq += 1
         kind = data.kind_for(seq)
         result = await run_task(
-            kind, data.workcell, task_id=f"{kind}-{seq:06d}", trace_hooks=data.trace_hooks, config=data.config
+            kind, data.workcell, task_id=f"{kind}-{seq:06d}", trace_hooks=data.trace_hooks, config=data.config,
+            on_unreturned=data.count_interrupted,  # a stop's `interrupted` report is counted too
         )
         if isinstance(result, Starved):
             ctx.post("task.starved", result)
             return
-        data.cycles += 1
+        data.count(result)
         ctx.post("cycle.done", result)
     ctx.post("cycles.finished")
 
@@ -113,14 +147,34 @@ async def watch_interlocks(ctx: ActivityContext) -> None:
 # -- actions -------------------------------------------------------------------------------------------------
 
 
-def count_cycle(ctx: ActionContext, event: Event) -> None:
-    report: TaskReport = event.data
-    ctx.data.counts[report.outcome.value] += 1
-    ctx.data.reports.append(report)
+def check_repeats(ctx: ActionContext, event: Event) -> None:
+    """A fault that repeats `limit` times in a row (same reason, within the window) raises ``alarm``."""
+    data: CellData = ctx.data
+    rule, report = data.fault_repeat, event.data
+    if rule is None:
+        return
+    if report.outcome is not TaskOutcome.FAULT:
+        data.streak.clear()
+        return
+    key = fault_key(report.reason)
+    if data.streak and (data.streak[-1][1] != key or report.ended_s - data.streak[0][0] > rule.window_s):
+        data.streak.clear()
+    data.streak.append((report.ended_s, key))
+    if len(data.streak) >= rule.limit:
+        ctx.raise_event("alarm", f"the same fault {len(data.streak)} times in a row: {report.reason}")
+
+
+def note_alarm(ctx: ActionContext, event: Event) -> None:
+    ctx.data.alarm = str(event.data)
+    ctx.data.streak.clear()
+
+
+def acknowledge_alarm(ctx: ActionContext, event: Event) -> None:
+    ctx.data.alarm = ""
 
 
 def new_run(ctx: ActionContext, event: Event) -> None:
-    ctx.data.cycles = 0  # max_cycles counts from each reset; counts are totals
+    ctx.data.cycles = ctx.data.interrupted = 0  # max_cycles counts from each reset; counts are totals
 
 
 def note_starved(ctx: ActionContext, event: Event) -> None:
@@ -155,7 +209,8 @@ def build() -> Chart:
                         "execute",
                         activities=execute_cycles,
                         transitions=[
-                            on("cycle.done", action=count_cycle),
+                            on("cycle.done", action=check_repeats),
+                            on("alarm", "holding", action=note_alarm),
                             on("cycles.finished", "completing"),
                             on("task.starved", "suspending", action=note_starved),
                             on("cmd.hold", "holding"),
@@ -165,7 +220,7 @@ def build() -> Chart:
                     _acting("completing", complete_at_once, "complete"),
                     State("complete", transitions=[on("cmd.reset", "resetting")]),
                     _acting("holding", make_safe, "held"),
-                    State("held", transitions=[on("cmd.unhold", "unholding")]),
+                    State("held", transitions=[on("cmd.unhold", "unholding", action=acknowledge_alarm)]),
                     _acting("unholding", complete_at_once, "execute"),
                     _acting("suspending", make_safe, "suspended"),
                     State("suspended", transitions=[on("cmd.unsuspend", "unsuspending")]),

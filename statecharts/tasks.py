@@ -301,8 +301,13 @@ async def run_task(
     task_id: str,
     trace_hooks: TraceHook | Sequence[TraceHook] = (),
     config: TaskConfig | None = None,
+    on_unreturned: Callable[[TaskReport], None] | None = None,
 ) -> TaskReport | Starved:
-    """Run the `kind` chart to its end; return the report it delivered, or `Starved`."""
+    """Run the `kind` chart to its end; return the report it delivered, or `Starved`.
+
+    When the task is cancelled, the report it owed is still delivered (shielded, bounded) but cannot be
+    returned: `on_unreturned` is called with it, so the caller's counters agree with the reports sent.
+    """
     from . import pick, stow  # late: the charts import this module
 
     config = config or TaskConfig()
@@ -317,9 +322,14 @@ async def run_task(
     runner = ChartRunner(chart, data=data, trace=trace_hooks)
     try:
         final = await runner.run()
-    finally:
+    except BaseException:
         if data.taken and not data.delivered:
             await _deliver_anyway(data)
+        if data.delivered and data.report is not None and on_unreturned is not None:
+            on_unreturned(data.report)
+        raise
+    if data.taken and not data.delivered:  # the chart's own send timed out
+        await _deliver_anyway(data)
     if final == "starved":
         return Starved(kind, task_id, data.empty_waits)
     assert data.report is not None, f"task chart {chart.name!r} ended in {final!r} without a report"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -270,9 +271,10 @@ def cell_session(
     task: cell.TaskMix = "stow",
     max_cycles: int | None = None,
     trace: TraceRecorder | None = None,
+    fault_repeat: cell.FaultRepeat | None = None,
 ) -> cell.CellData:
     hooks = (trace,) if trace else ()
-    data = cell.CellData(wc, task=task, max_cycles=max_cycles, trace_hooks=hooks)
+    data = cell.CellData(wc, task=task, max_cycles=max_cycles, trace_hooks=hooks, fault_repeat=fault_repeat)
 
     async def main() -> None:
         runner = ChartRunner(cell.build(), data=data, trace=hooks)
@@ -338,7 +340,9 @@ def test_hold_mid_task_interrupts_reports_makes_safe_then_unhold_resumes() -> No
 
     data = cell_session(wc, script, max_cycles=1)
     assert [(r.task_id, r.outcome.value) for r in wc.reports] == [("stow-000000", "fault"), ("stow-000001", "done")]
-    assert dict(data.counts) == {"done": 1}  # the interrupted task is reported to the FC, not counted as a cycle
+    # The interrupted task is counted with the report it sent; it does not use up a cycle of max_cycles.
+    assert dict(data.counts) == {"done": 1, "fault": 1}
+    assert (data.cycles, data.interrupted) == (2, 1)
 
 
 def test_interlock_trip_aborts_halts_and_clear_returns_to_stopped() -> None:
@@ -500,3 +504,41 @@ def test_pick_failure_mapping(outcome: MotionOutcome, kind: FailureKind | None) 
 def test_stow_failure_mapping(primitive: Primitive, outcome: MotionOutcome, kind: FailureKind | None) -> None:
     step = Step(Motion(primitive=primitive, timeout_s=1), MotionResult(outcome=outcome, elapsed_s=1))
     assert stow.stow_failure(step).kind == kind
+
+
+def test_the_same_fault_three_times_in_a_row_holds_the_cell_with_an_alarm_until_unhold() -> None:
+    wc = FakeWorkcell(items=[item(n) for n in range(1, 6)])
+    wc.outcomes[P.APPROACH] = deque([MotionOutcome.UNAVAILABLE] * 3)
+
+    async def script(runner: ChartRunner, wc: FakeWorkcell) -> None:
+        await start(runner)
+        await runner.wait_for("held")
+        assert [r.outcome.value for r in wc.reports] == ["fault"] * 3
+        assert runner.interpreter.ctx.data.alarm.startswith("the same fault 3 times in a row: ")
+        items_taken = wc.names().count("next_item")
+        await anyio.sleep(120)  # held: no new item is taken
+        assert wc.names().count("next_item") == items_taken
+        runner.post("cmd.unhold")  # the operator acknowledges the alarm
+        await runner.wait_for("complete")
+
+    data = cell_session(wc, script, max_cycles=5, fault_repeat=cell.FaultRepeat(limit=3, window_s=600))
+    assert data.alarm == ""
+    assert dict(data.counts) == {"fault": 3, "done": 2}
+
+
+def test_different_faults_or_a_success_between_them_do_not_hold() -> None:
+    wc = FakeWorkcell(items=[item(n) for n in range(1, 6)])
+    wc.outcomes[P.APPROACH] = deque([MotionOutcome.UNAVAILABLE, MotionOutcome.UNAVAILABLE, MotionOutcome.DONE,
+                                     MotionOutcome.UNAVAILABLE, MotionOutcome.UNAVAILABLE])
+
+    async def script(runner: ChartRunner, wc: FakeWorkcell) -> None:
+        await start(runner)
+        await runner.wait_for("complete")
+
+    data = cell_session(wc, script, max_cycles=5, fault_repeat=cell.FaultRepeat(limit=3, window_s=600))
+    assert dict(data.counts) == {"fault": 4, "done": 1} and data.alarm == ""
+
+
+def test_fault_key_ignores_numbers() -> None:
+    assert cell.fault_key("approach: fault 16 after 2.5 s") == cell.fault_key("approach: fault 16 after 3.25 s")
+    assert cell.fault_key("F/T stream stale") != cell.fault_key("robot heartbeat lost")
