@@ -29,7 +29,7 @@ from drivers.plc import PlcClient, PlcError, PlcStatus
 from drivers.plc_nodes import InterlockState
 from drivers.plc_nodes import ItemArrival as PlcArrival
 from drivers.pod_frame import PodFrame
-from drivers.robot import Outcome, PrimitiveResult, RobotCommError, RobotDriver
+from drivers.robot import EventKind, Outcome, PrimitiveResult, RobotCommError, RobotDriver, RobotEvent
 from drivers.robot_map import FaultCode
 from drivers.streams import Subscription
 from perception.change import depth_change
@@ -55,6 +55,7 @@ from .simcell import Recorder
 log = structlog.get_logger("drivercell")
 
 _NOT_STARTED = {FaultCode.NOT_CONNECTED, FaultCode.PEER_HEARTBEAT_LOST, FaultCode.DRIVER_BUSY}
+EXTERNAL_HALT_TEXT = "halted externally: HALT latched by someone else (operator panel, safety PLC, another master)"
 
 class Perception(Protocol):
     """Perception and planning on the EOAT camera's frames (synchronous: run in a worker thread)."""
@@ -110,6 +111,7 @@ class DriverWorkcell:
             anyio.create_memory_object_stream[Interlocks](256))
         plc.interlocks.add_tap(self._on_interlocks)
         plc.status.add_tap(self._on_plc_status)
+        robot.events.add_tap(self._on_robot_event)
         self._motion_lock = anyio.Lock()
         self._halted = False  # HALT may be latched on the robot: release it before the next primitive
         ft.samples.add_tap(self.guard.tap)
@@ -181,11 +183,23 @@ class DriverWorkcell:
         return self._interlocks()
 
     def _on_interlocks(self, state: InterlockState) -> None:
-        self._push_interlocks(Interlocks(ok=state.clear, detail=_interlock_text(state)))
+        self._push_interlocks(self._current_interlocks(state))
 
     def _on_plc_status(self, status: PlcStatus) -> None:
         if not status.connected:  # the last values say nothing about now: not safe to move
             self._push_interlocks(Interlocks(ok=False, detail=f"PLC disconnected, interlocks unknown: {status.detail}"))
+
+    def _on_robot_event(self, event: RobotEvent) -> None:
+        # A HALT someone else latched is a safety input like the PLC's: the cell stops until they release it.
+        if event.kind in (EventKind.EXTERNAL_HALT, EventKind.EXTERNAL_HALT_RELEASED):
+            self._push_interlocks(self._current_interlocks(self.plc.last_interlocks))
+
+    def _current_interlocks(self, state: InterlockState | None) -> Interlocks:
+        if self.robot.external_halt:
+            return Interlocks(ok=False, detail=EXTERNAL_HALT_TEXT)
+        if state is None or not self.plc.connected:
+            return Interlocks(ok=False, detail="interlocks unknown (no value from the PLC yet)")
+        return Interlocks(ok=state.clear, detail=_interlock_text(state))
 
     def _push_interlocks(self, value: Interlocks) -> None:
         with contextlib.suppress(anyio.WouldBlock):  # full: nobody reads (chart not live); start reads the latest
@@ -198,11 +212,7 @@ class DriverWorkcell:
                 receive.receive_nowait()
             except anyio.WouldBlock:
                 break
-        state = self.plc.last_interlocks
-        if state is None or not self.plc.connected:
-            yield Interlocks(ok=False, detail="interlocks unknown (no value from the PLC yet)")
-        else:
-            yield Interlocks(ok=state.clear, detail=_interlock_text(state))
+        yield self._current_interlocks(self.plc.last_interlocks)
         while True:
             yield await receive.receive()
 
@@ -289,6 +299,9 @@ class DriverWorkcell:
             return await self._move(motion, prim, params)
 
     async def _move(self, motion: Motion, prim: rm.Primitive, params: dict[str, float]) -> MotionResult:
+        if self.robot.external_halt:  # never released here: whoever latched it releases it
+            return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0, fault_code=int(FaultCode.HALTED),
+                                detail=EXTERNAL_HALT_TEXT)
         st = self.robot.state
         if self._halted or (st is not None and st.halt_active):
             # A stop (hold, abort, a guard, a timeout) latched HALT; the input image may not show it yet.
@@ -327,6 +340,13 @@ class DriverWorkcell:
             self.guard.disarm()
         if tripped:
             self._halted = True  # the reflex sent HALT, even if the primitive completed just before it landed
+        elif self._stop is None and result.outcome is Outcome.FAULT and result.fault_code == FaultCode.HALTED:
+            # Stopped by a HALT nobody here sent (an operator panel, a safety PLC, another Modbus master).
+            self.robot.mark_external_halt(f"{prim.name.lower()} stopped by a HALT this controller did not send")
+        if self.robot.external_halt:
+            return MotionResult(outcome=MotionOutcome.FAULT, elapsed_s=round(result.duration_s, 6),
+                                peak_force_n=round(self._peak, 3), fault_code=int(FaultCode.HALTED),
+                                detail=f"{prim.name.lower()}: {EXTERNAL_HALT_TEXT}")
         outcome, detail = self._outcome(result, tripped, limit)
         elapsed = result.duration_s
         if outcome is not MotionOutcome.DONE and outcome is not MotionOutcome.UNAVAILABLE:

@@ -70,6 +70,13 @@ class RobotConfig(BaseModel):
     halt_abandoned: bool = Field(
         True, description="halt (latched) a primitive the driver stops waiting for: timeout, heartbeat or link lost"
     )
+    halt_settle_s: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="the robot shows a HALT write in HALT_ACTIVE within this; only later polls judge who latched it",
+    )
+    setpoint_check_hz: float = Field(
+        5.0, gt=0.0, le=50.0, description="read the tool setpoints back this often: a change not made here is logged"
+    )
     reconnect_initial_s: float = Field(0.05, gt=0.0, le=10.0)
     reconnect_max_s: float = Field(2.0, gt=0.0, le=60.0)
 
@@ -144,6 +151,9 @@ class EventKind(StrEnum):
     HEARTBEAT_OK = "heartbeat_ok"
     STATUS = "status"  # robot status or fault code changed
     HALT_SENT = "halt_sent"
+    EXTERNAL_HALT = "external_halt"  # HALT latched by someone else (panel, safety PLC, another master)
+    EXTERNAL_HALT_RELEASED = "external_halt_released"
+    SETPOINT_CHANGED = "setpoint_changed"  # a tool setpoint changed without a command from this driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +208,14 @@ class RobotDriver:
         self._peer_hb_changed_at = 0.0
         self._peer_lost_reported = False
         self._hb_counter = 0
+        # Halt ownership: a HALT_ACTIVE this driver did not write is someone else's and is never released here.
+        self._halt_ours = False  # we latched HALT (halt() or claim_halt()) and have not released it since
+        self._halt_gen = 0  # +1 when a HALT write starts and when it ends: a poll spanning one is not judged
+        self._halt_settled_at = 0.0  # monotonic time from which polls show the last HALT write
+        self._external_halt = False
+        self._halt_expected = False  # a co-operating halter is armed: a rise is judged by whoever armed it
+        self._setpoints: dict[str, float] = {}  # tool setpoints as last written or read back
+        self._sp_gen = 0  # +1 when a setpoint write starts and ends: a read spanning one is not judged
 
     # --- public state -----------------------------------------------------------------------------------------
 
@@ -212,6 +230,33 @@ class RobotDriver:
     @property
     def state(self) -> RobotState | None:
         return self._state
+
+    @property
+    def external_halt(self) -> bool:
+        """HALT is latched and this driver did not latch it: only whoever set it may release it."""
+        return self._external_halt
+
+    def expect_halt(self, expected: bool) -> None:
+        """While a co-operating halter (the reflex process) is armed, a HALT rise is not judged here: the one who
+        armed it calls `claim_halt` (the reflex tripped) or `mark_external_halt` (it did not)."""
+        self._halt_expected = expected
+
+    def mark_external_halt(self, detail: str = "") -> None:
+        """HALT is latched and nobody here latched it (a primitive ended HALTED that this controller did not halt)."""
+        if not self._halt_ours and not self._external_halt:
+            self._external_halt = True
+            msg = "robot halted externally" + (f": {detail}" if detail else "")
+            self.incidents.count("external_halt", msg)
+            self._publish(EventKind.EXTERNAL_HALT, msg)
+            self._notify()
+
+    def claim_halt(self) -> None:
+        """A co-operating halter of this controller (the reflex process) latched HALT: it is ours."""
+        self._halt_ours = True
+        if self._external_halt:
+            self._external_halt = False
+            self._publish(EventKind.EXTERNAL_HALT_RELEASED, "halt claimed by this controller's reflex")
+            self._notify()
 
     @property
     def tool(self) -> ToolState | None:
@@ -288,6 +333,7 @@ class RobotDriver:
                 self._link_scope = tg.cancel_scope
                 tg.start_soon(self._poll_loop)
                 tg.start_soon(self._heartbeat_loop)
+                tg.start_soon(self._setpoint_watch)
         finally:
             self._link_scope = None
             self._client = None
@@ -411,6 +457,7 @@ class RobotDriver:
         unit = self.config.unit_id
         next_t = anyio.current_time()
         while True:
+            gen, t0 = self._halt_gen, time.monotonic()
             try:
                 rsp = await self._request(
                     "poll", lambda c: c.read_input_registers(0, count=rm.IR_COUNT, device_id=unit)
@@ -418,7 +465,9 @@ class RobotDriver:
             except RobotCommError:
                 pass  # counted in _request
             else:
-                self._on_inputs(rsp.registers)
+                # Even generation: no HALT write in flight; unchanged: none began or ended during the read.
+                settled = gen == self._halt_gen and gen % 2 == 0 and t0 >= self._halt_settled_at
+                self._on_inputs(rsp.registers, judge_halt=settled)
             next_t += period
             now = anyio.current_time()
             if next_t < now - period:  # fell behind (stall): do not burst to catch up
@@ -431,6 +480,25 @@ class RobotDriver:
             with contextlib.suppress(RobotCommError):  # counted in _request
                 await self._write("heartbeat", rm.HEARTBEAT_CTRL.address, [self._hb_counter])
             await anyio.sleep(self.config.heartbeat_period_s)
+
+    async def _setpoint_watch(self) -> None:
+        """Tool setpoints read back: one that changed without a command from here is logged (another master)."""
+        while True:
+            await anyio.sleep(1.0 / self.config.setpoint_check_hz)
+            gen = self._sp_gen
+            try:
+                values = await self.read_setpoints()
+            except RobotCommError:
+                continue  # counted in _request
+            if gen != self._sp_gen or gen % 2:
+                continue  # one of ours was written meanwhile
+            for f in _TOOL_SETPOINTS:
+                value, known = values[f.name], self._setpoints.get(f.name)
+                if known is not None and abs(value - known) > f.scale / 2:
+                    msg = f"tool setpoint {f.name} changed to {value:g} {f.unit} (was {known:g}) without a command"
+                    self.incidents.count("setpoint_changed", msg, field=f.name)
+                    self._publish(EventKind.SETPOINT_CHANGED, msg)
+                self._setpoints[f.name] = value
 
     async def _watchdog(self) -> None:
         """Robot heartbeat: declared lost when it has not changed for peer_heartbeat_timeout_s."""
@@ -453,7 +521,7 @@ class RobotDriver:
         self.incidents.count("bad_value", f"robot sent {f.name} = {value} outside [{f.lo}, {f.hi}] {f.unit}")
         return None
 
-    def _on_inputs(self, regs: Sequence[int]) -> None:
+    def _on_inputs(self, regs: Sequence[int], judge_halt: bool = False) -> None:
         now = time.monotonic()
         if len(regs) < rm.IR_COUNT:
             self.incidents.count("bad_response", f"robot poll: {len(regs)} registers, expected {rm.IR_COUNT}")
@@ -502,7 +570,23 @@ class RobotDriver:
             self._publish(EventKind.STATUS, text, status=status, fault_code=img.fault_code)
         if kpa is not None:
             self.suction.publish(SuctionSample(now, kpa, bool(valve)))
+        if judge_halt:
+            self._judge_halt(bool(img.halt_active))
         self._notify()
+
+    def _judge_halt(self, active: bool) -> None:
+        if active and not self._halt_ours and not self._external_halt and not self._halt_expected:
+            self._external_halt = True
+            msg = "robot halted externally: HALT latched by another master; it stays until whoever set it releases it"
+            self.incidents.count("external_halt", msg)
+            self._publish(EventKind.EXTERNAL_HALT, msg)
+        elif not active and self._external_halt:
+            self._external_halt = False
+            self.incidents.info("external halt released")
+            self._publish(EventKind.EXTERNAL_HALT_RELEASED, "external halt released")
+        elif not active and self._halt_ours:
+            self._halt_ours = False  # our latch is gone (released by another master or a robot restart)
+            self.incidents.count("halt_released_externally", "robot halt latch released by someone else")
 
     # --- notification helpers ------------------------------------------------------------------------------
 
@@ -607,17 +691,32 @@ class RobotDriver:
         when the halt link was an existing one, a fresh connection; the first confirmation wins. Shielded from
         cancellation (a stop must not be abandoned half-sent); bounded by halt_timeout_s.
         """
+        self._halt_ours = True  # before the write: the next poll may already see it
         with anyio.CancelScope(shield=True):
             ok = await self._write_halt(1, "halt")
         self._publish(EventKind.HALT_SENT, "halt sent" if ok else "halt could not be delivered")
         return ok
 
     async def clear_halt(self) -> bool:
-        """Release the halt latch (HALT=0) so primitives run again."""
-        return await self._write_halt(0, "clear halt")
+        """Release the halt latch (HALT=0) so primitives run again; never one this driver did not latch."""
+        if self._external_halt:
+            self.incidents.count("external_halt_kept", "not releasing a robot halt this controller did not set")
+            return False
+        ok = await self._write_halt(0, "clear halt")
+        if ok:
+            self._halt_ours = False
+        return ok
 
     async def _write_halt(self, value: int, what: str) -> bool:
         """HALT := value, hedged over the halt link, the main link and a fresh connection; True once one confirms."""
+        self._halt_gen += 1  # odd while the write is in flight
+        try:
+            return await self._write_halt_hedged(value, what)
+        finally:
+            self._halt_gen += 1
+            self._halt_settled_at = time.monotonic() + self.config.halt_settle_s
+
+    async def _write_halt_hedged(self, value: int, what: str) -> bool:
         cfg = self.config
         delivered = False
         halt_link_done = anyio.Event()
@@ -717,7 +816,12 @@ class RobotDriver:
     async def _set(self, f: rm.Field, value: float) -> None:
         if not f.in_range(value):
             raise ValueError(f"{f.name} = {value} outside [{f.lo}, {f.hi}] {f.unit}")
-        await self._write(f"set {f.name}", f.address, f.encode(value))
+        self._sp_gen += 1
+        try:
+            await self._write(f"set {f.name}", f.address, f.encode(value))
+            self._setpoints[f.name] = f.decode(f.encode(value))  # as the register holds it
+        finally:
+            self._sp_gen += 1
 
     async def set_gripper_width(self, mm: float) -> None:
         await self._set(rm.GRIPPER_WIDTH_SP, mm)
@@ -750,8 +854,12 @@ class RobotDriver:
             "read setpoints", lambda c: c.read_holding_registers(0, count=rm.HR_COUNT, device_id=unit)
         )
         regs = rsp.registers
-        fields = (rm.GRIPPER_WIDTH_SP, rm.BELT_SPEED_SP, rm.BLADE_EXT_SP, rm.SUCTION_VALVE_SP, rm.HOOK_SP, rm.HALT)
-        return {f.name: f.decode(f.slice(regs)) for f in fields}
+        if len(regs) < rm.HR_COUNT:
+            raise RobotCommError(f"read setpoints: {len(regs)} registers, expected {rm.HR_COUNT}")
+        return {f.name: f.decode(f.slice(regs)) for f in (*_TOOL_SETPOINTS, rm.HALT)}
+
+
+_TOOL_SETPOINTS = (rm.GRIPPER_WIDTH_SP, rm.BELT_SPEED_SP, rm.BLADE_EXT_SP, rm.SUCTION_VALVE_SP, rm.HOOK_SP)
 
 
 def _exc_name(code: int) -> str:
