@@ -6,6 +6,7 @@ import enum
 import json
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -200,8 +201,10 @@ def run(
 
     With no configuration it starts the built-in simulated cell (PLC, robot and F/T sensor served in-process
     on 127.0.0.1) and connects to it. A status line shows state, cycle and counters; every run writes an
-    MCAP event log (`cellctl log show`, `cellctl replay`). Ctrl-C stops the cell safely and closes the log;
-    a second Ctrl-C aborts. Exit 0 after a clean stop or completion, 1 when the cell aborted, 2 on bad input.
+    MCAP event log (`cellctl log show`, `cellctl replay`). Ctrl-C or SIGTERM stops the cell safely and closes
+    the log; a second Ctrl-C, or a second signal a second or more after the first, aborts. Exit 0 after a
+    clean stop or completion (a signal before the cell runs too), 1 when the cell aborted, 2 on bad input or
+    when the cell had to stop because its event log could not be written (full disk).
     """
     from .config import ConfigError, load_config
     from .runcell import run_cell
@@ -220,14 +223,23 @@ def run(
         raise typer.Exit(2) from None
     from drivers.sim.cell_devices import DeviceStartError
 
+    from .stopsignals import process_listener
+
     try:
-        summary = anyio.run(run_cell, cfg)
+        summary = anyio.run(partial(run_cell, cfg, signals=process_listener()))
     except* (ConfigError, OSError, DeviceStartError) as group:  # a port in use, the log not writable, no answer
         for exc in _leaves(group):
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(summary))
+    if "error" in summary:  # the cell was stopped safely because of it (a full log disk)
+        typer.echo(f"error: {summary['error']}; {summary['log_records_lost']} log records lost; "
+                   f"the cell was stopped ({summary['end_state']})", err=True)
+        raise typer.Exit(2)
+    if summary.get("stopped_before_start"):
+        typer.echo(f"stopped before the cell started ({summary['stopped_before_start']}); log: {summary['log']}",
+                   err=True)
     raise typer.Exit(1 if summary["end_state"] == "aborted" else 0)
 
 
@@ -335,7 +347,7 @@ def devices(
     except* DeviceStartError as group:
         for exc in _leaves(group):
             typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     typer.echo("stopped")
 
 

@@ -35,6 +35,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "properties": {"kind": {"type": "string"}, "message": {"type": "string"}}},
     "reflex.trip": {"type": "object", "description": "the force reflex halted the robot",
                     "properties": {"force_n": {"type": "number"}, "limit_n": {"type": "number"}}},
+    "run.devices": {"type": "object", "description": "where the devices of a real-time run answered"},
+    "driver.incidents": {"type": "object", "description": "driver incident counters (written when they change)",
+                         "additionalProperties": {"type": "object",
+                                                  "additionalProperties": {"type": "integer"}}},
     "run.end": {"type": "object", "description": "how the run ended: end state, outcomes"},
 }
 SAMPLE_TOPICS: dict[str, tuple[str, ...]] = {"ft.wrench": ("fz",), "robot.suction": ("kpa",)}

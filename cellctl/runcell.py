@@ -5,11 +5,15 @@ behind OPC UA, Modbus TCP and UDP on 127.0.0.1 and the controller connects to th
 the EOAT camera and perception run on the simulated world (the one device without a network protocol).
 Every port call, reply, chart transition, command and sensor sample goes to an MCAP event log.
 Ctrl-C or SIGTERM stops the cell safely (PackML Stop: the current primitive is stopped, the arm retracts,
-the band hook lifts), then the log is closed; a second signal aborts (robot halted at once).
+the band hook lifts), then the log is closed; a second signal aborts (robot halted at once) when it is a
+terminal's second Ctrl-C or comes a grace period after the first (`stopsignals`). A log disk that fails stops
+the cell the same safe way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import signal
 import sys
 import time
@@ -27,6 +31,7 @@ from drivers.plc import PlcClient
 from drivers.robot import RobotDriver
 from drivers.sim.cell import SimCell
 from drivers.sim.cell_devices import Endpoints, SimCellConfig, SimCellDevices
+from statecharts import cell as cell_chart
 from statecharts.workcell import PickOrder
 
 from . import __version__
@@ -38,11 +43,13 @@ from .logrecorder import REAL_SAMPLE_TOPICS, LogRecorder
 from .recording import COMMAND, RecordingWorkcell
 from .reflex import tune_interpreter_for_reflex
 from .sensorlog import SensorLog
+from .stopsignals import SignalListener, StopPolicy, StopSignal
 from .worldperception import WorldPerception
 
 log = structlog.get_logger("run")
 MiB = 1024 * 1024
 CONNECT_TIMEOUT_S = 15.0
+INCIDENTS_PERIOD_S = 5.0
 
 
 class WorldCamera:
@@ -92,56 +99,127 @@ class RunStatus:
         c = {k: d.counts.get(k, 0) for k in ("done", "handoff", "fault")}
         hours = (time.monotonic() - self.started) / 3600.0
         uph = c["done"] / hours if hours > 0 else 0.0
+        alarm = f" · ALARM: {d.alarm}" if d.alarm else ""
         return (f"cellctl run · {self.task} · {self.run.state()} · cycle {d.cycles} · done {c['done']} "
-                f"handoff {c['handoff']} fault {c['fault']} · {uph:.0f} units/h{self.stopping}")
+                f"handoff {c['handoff']} fault {c['fault']} · {uph:.0f} units/h{alarm}{self.stopping}")
 
 
 async def _status_loop(status: RunStatus, period_s: float, out: TextIO) -> None:
     """On a terminal, one line rewritten in place; otherwise a log line per finished cycle (and every 10 s)."""
     tty = out.isatty()
-    last_log, last_cycle = 0.0, -1
+    last_log, last_cycle, last_alarm = 0.0, -1, ""
     while True:
         if tty:
             out.write("\r\x1b[2K" + status.line())
             out.flush()
         else:
-            cycle = status.run.data.cycles if status.run is not None else -1
-            if cycle != last_cycle or time.monotonic() - last_log >= 10.0:
+            run = status.run
+            cycle = run.data.cycles if run is not None else -1
+            alarm = run.data.alarm if run is not None else ""
+            if cycle != last_cycle or alarm != last_alarm or time.monotonic() - last_log >= 10.0:
                 last_log, last_cycle = time.monotonic(), cycle
                 log.info("status", line=status.line())
+            if alarm and alarm != last_alarm:
+                log.error("cell held with an alarm: an operator must acknowledge it (unhold)", alarm=alarm)
+            last_alarm = alarm
         await anyio.sleep(period_s)
 
 
-async def _on_signals(run_status: RunStatus, tg: TaskGroup, stop_timeout_s: float) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        n = 0
-        async for sig in signals:
-            n += 1
-            run = run_status.run
-            name = signal.Signals(sig).name
-            if run is None:
-                tg.cancel_scope.cancel()
-                return
-            if n == 1:
-                log.info("stop requested: stopping the cell safely", signal=name)
-                run_status.stop_requested = True
-                run_status.stopping = " · stopping (Ctrl-C again to abort)"
-                tg.start_soon(run.command, Command("cmd.stop"))
-                tg.start_soon(_abort_after, run, run_status, stop_timeout_s)
-            else:
-                log.warning("second signal: aborting (robot halted now)", signal=name)
-                run_status.stopping = " · aborting"
-                tg.start_soon(run.command, Command("cmd.abort"))
+class Stopper:
+    """Turns stop requests (signals, a failed log disk) into PackML commands, or cancels a start-up."""
+
+    def __init__(self, status: RunStatus, startup: anyio.CancelScope, tg: TaskGroup, stop_timeout_s: float) -> None:
+        self.status, self.startup, self.tg, self.stop_timeout_s = status, startup, tg, stop_timeout_s
+        self.policy = StopPolicy()
+        self.reason = ""
+
+    def on_signal(self, sig: StopSignal) -> None:
+        decision = self.policy.decide(sig)
+        if decision == "ignore":
+            log.info("the same stop again: ignored (a second signal aborts after "
+                     f"{self.policy.grace_s:.0f} s, or a second Ctrl-C)", signal=sig.describe())
+        elif decision == "stop":
+            self.stop(f"{sig.name} received", how="Ctrl-C again to abort")
+        else:
+            self.abort(f"second signal ({sig.describe()})")
+
+    def stop(self, reason: str, how: str = "") -> None:
+        if self.status.stop_requested:
+            return
+        self.reason = reason
+        self.status.stop_requested = True
+        run = self.status.run
+        if run is None:  # nothing moves yet: stop starting
+            log.info("stop requested before the cell was running: closing", reason=reason)
+            self.startup.cancel()
+            return
+        log.info("stop requested: stopping the cell safely", reason=reason)
+        self.status.stopping = " · stopping" + (f" ({how})" if how else "")
+        self.tg.start_soon(run.command, Command("cmd.stop"))
+        self.tg.start_soon(self._abort_after, run)
+
+    def abort(self, reason: str) -> None:
+        run = self.status.run
+        if run is None:
+            self.stop(reason)
+            return
+        log.warning("aborting (robot halted now)", reason=reason)
+        self.status.stopping = " · aborting"
+        self.tg.start_soon(run.command, Command("cmd.abort"))
+
+    async def _abort_after(self, run: CellRun) -> None:
+        """A safe stop that does not finish in time becomes an abort (the robot is halted where it is)."""
+        with anyio.move_on_after(self.stop_timeout_s):
+            await run.wait_any(("stopped", "aborted"))
+            return
+        log.error("safe stop did not finish in time: aborting", timeout_s=self.stop_timeout_s)
+        self.status.stopping = " · aborting (stop timed out)"
+        await run.command(Command("cmd.abort"))
 
 
-async def _abort_after(run: CellRun, status: RunStatus, timeout_s: float) -> None:
-    """A safe stop that does not finish in time becomes an abort (the robot is halted where it is)."""
-    with anyio.move_on_after(timeout_s):
-        await run.wait_any(("stopped", "aborted"))
+async def _watch_signals(stopper: Stopper, listener: SignalListener | None) -> None:
+    if listener is None:  # in-process (tests): taken on the loop, sender unknown
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signo in signals:
+                stopper.on_signal(StopSignal(signo, -1, -1, time.monotonic()))
         return
-    log.error("safe stop did not finish in time: aborting", timeout_s=timeout_s)
-    status.stopping = " · aborting (stop timed out)"
-    await run.command(Command("cmd.abort"))
+    listener.attach(stopper.on_signal)  # the process's own listener: it knows who sent each signal
+    try:
+        await anyio.sleep_forever()
+    finally:
+        listener.detach()
+
+
+async def _watch_log(event_log: EventLog, failed: anyio.Event, stopper: Stopper) -> None:
+    await failed.wait()
+    exc = event_log.failed
+    log.error("event log failed: stopping the cell safely", error=_disk_error(exc) if exc else "?")
+    stopper.stop("the event log's disk failed")
+
+
+def _disk_error(exc: OSError) -> str:
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return f"event log {exc.filename}: {exc.strerror or exc} ({code})"
+
+
+async def _log_incidents(recorder: LogRecorder, sources: dict[str, Callable[[], dict[str, int]]],
+                         period_s: float) -> None:
+    """Driver incidents (bad datagrams, foreign sources, Modbus exceptions, stale streams) into the log."""
+    last: dict[str, dict[str, int]] = {}
+    try:
+        while True:
+            await anyio.sleep(period_s)
+            last = _write_incidents(recorder, sources, last)
+    finally:
+        _write_incidents(recorder, sources, last)
+
+
+def _write_incidents(recorder: LogRecorder, sources: dict[str, Callable[[], dict[str, int]]],
+                     last: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    now = {name: snapshot() for name, snapshot in sources.items()}
+    if now != last:
+        recorder.record("driver.incidents", anyio.current_time(), now)
+    return now
 
 
 def _log_path(cfg: RunConfig) -> Path:
@@ -149,69 +227,116 @@ def _log_path(cfg: RunConfig) -> Path:
     return cfg.log.dir / f"cellctl-run-{cfg.cell.task}-{stamp}.mcap"
 
 
-async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr,
-                   on_ready: Callable[[CellRun], None] | None = None) -> dict[str, Any]:
-    """Run the cell until it completes its cycles or is stopped; the summary (also in the log)."""
+def _meta(cfg: RunConfig) -> dict[str, Any]:
+    s = cfg.sim
+    return {"mode": "run", "task": cfg.cell.task, "cycles": cfg.cell.cycles or None, "seed": s.seed,
+            "faults": s.faults, "cellctl": __version__}
+
+
+async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callable[[CellRun], None] | None = None,
+                   signals: SignalListener | None = None) -> dict[str, Any]:
+    """Run the cell until it completes its cycles or is stopped; the summary (also in the log).
+
+    `signals`: the process's `SignalListener` (cellctl run installs one first thing); without it SIGINT and
+    SIGTERM are taken on the event loop. A summary with an "error" key means the run had to stop on a fault
+    of its own (the log's disk): `cellctl run` prints it and exits 2.
+    """
     if cfg.cell.devices != "sim":
         raise ConfigError("cell.devices = 'real' needs an EOAT camera driver and its perception service, which this "
                           "version does not have; use devices = 'sim'")
     tune_interpreter_for_reflex()
     path = _log_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    event_log = EventLog.open(path, rotate_bytes=int(cfg.log.rotate_mb * MiB), flush_s=cfg.log.flush_s)
+    loop = asyncio.get_running_loop()
+    log_failed = anyio.Event()
+    event_log = EventLog.open(path, rotate_bytes=int(cfg.log.rotate_mb * MiB), flush_s=cfg.log.flush_s,
+                              on_failure=lambda _exc: loop.call_soon_threadsafe(log_failed.set))
     status = RunStatus(cfg.cell.task, path)
     recorder = LogRecorder(event_log, REAL_SAMPLE_TOPICS)
+    recorder.record("run.meta", anyio.current_time(), _meta(cfg))  # first: a log stopped at once still opens
     hasher = TraceHasher()
     end = "not started"
     data = None
+    cell: DriverWorkcell | None = None
+    stopper: Stopper | None = None
     try:
-        # Devices in the outer group, the controller in the inner one: the controller shuts down first.
-        async with anyio.create_task_group() as devices_tg:
-            s = cfg.sim
-            devices = SimCellDevices(SimCellConfig(
-                host=s.host, opcua_port=s.opcua_port, modbus_port=s.modbus_port, ft_port=s.ft_port,
-                ft_rate_hz=s.ft_rate_hz, seed=s.seed, faults=s.faults, time_scale=s.time_scale,
-            ))
-            ep = await devices_tg.start(devices.serve)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
-                tg.start_soon(_on_signals, status, tg, cfg.cell.stop_timeout_s)
-                cell = await _connect(tg, cfg, ep, devices, recorder)
-                recorder.record("run.meta", anyio.current_time(), {
-                    "mode": "run", "task": cfg.cell.task, "cycles": cfg.cell.cycles or None, "seed": s.seed,
-                    "faults": s.faults, "cellctl": __version__, "endpoints": {
-                        "opcua": ep.opcua_url, "modbus": list(ep.modbus), "ft": list(ep.ft)}})
-                port = RecordingWorkcell(cell, recorder)
-                runner, data = cell_runner(port, task=cfg.cell.task, max_cycles=cfg.cell.cycles or None,
-                                           hooks=[hasher, port.trace])
-
-                def logged(cmd: Command) -> None:
-                    payload = {"command": cmd.name, "after_state": cmd.after_state}
-                    recorder.record(COMMAND, anyio.current_time(), payload)
-
-                run = await start_cell(tg, runner, data, logged)
-                status.run = run
-                log.info("cell running", task=cfg.cell.task, log=str(path), opcua=ep.opcua_url,
-                         modbus=f"{ep.modbus[0]}:{ep.modbus[1]}", ft=f"{ep.ft[0]}:{ep.ft[1]}")
-                if on_ready is not None:
-                    on_ready(run)
-                await run.command(Command("cmd.reset"))
-                # Tripped interlocks abort from reset on; a stop may come before the cell is idle.
-                if await run.wait_any(("idle", "aborted")) == "idle" and not status.stop_requested:
-                    await run.command(Command("cmd.start", after_state="idle"))
-                elif status.stop_requested:
-                    await run.command(Command("cmd.stop"))
-                end = await run.wait_end()
-                tg.cancel_scope.cancel()
-            devices_tg.cancel_scope.cancel()
+        async with anyio.create_task_group() as sup:
+            startup = anyio.CancelScope()
+            stopper = Stopper(status, startup, sup, cfg.cell.stop_timeout_s)
+            sup.start_soon(_watch_signals, stopper, signals)
+            sup.start_soon(_watch_log, event_log, log_failed, stopper)
+            with startup:
+                end, data, cell = await _run(cfg, recorder, status, hasher, sup, out, on_ready)
+            sup.cancel_scope.cancel()
     finally:
         if out.isatty():
             out.write("\n")
-        summary = _summary(cfg, end, data, hasher, path)
-        recorder.record("run.end", anyio.current_time(), summary)
-        event_log.close()
-    log.info("run ended", **{k: v for k, v in summary.items() if k != "outcomes"}, **summary["outcomes"])
+        summary = _summary(cfg, end, data, hasher, path, cell, event_log)
+        if stopper is not None and stopper.reason and end == "not started":
+            summary["stopped_before_start"] = stopper.reason
+        try:
+            recorder.record("run.end", anyio.current_time(), summary)
+        finally:
+            event_log.close()
+        if event_log.failed is not None:
+            summary["error"] = _disk_error(event_log.failed)
+            summary["log_records_lost"] = event_log.records_lost
+    log.info("run ended", **{k: v for k, v in summary.items() if k not in ("outcomes", "incidents")},
+             **summary["outcomes"])
     return summary
+
+
+async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher: TraceHasher, sup: TaskGroup,
+               out: TextIO, on_ready: Callable[[CellRun], None] | None,
+               ) -> tuple[str, cell_chart.CellData | None, DriverWorkcell | None]:
+    # Devices in the outer group, the controller in the inner one: the controller shuts down first.
+    async with anyio.create_task_group() as devices_tg:
+        s = cfg.sim
+        devices = SimCellDevices(SimCellConfig(
+            host=s.host, opcua_port=s.opcua_port, modbus_port=s.modbus_port, ft_port=s.ft_port,
+            ft_rate_hz=s.ft_rate_hz, seed=s.seed, faults=s.faults, time_scale=s.time_scale,
+        ))
+        ep = await devices_tg.start(devices.serve)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
+            cell = await _connect(tg, cfg, ep, devices, recorder)
+            tg.start_soon(_log_incidents, recorder, _incident_sources(cell), INCIDENTS_PERIOD_S)
+            recorder.record("run.devices", anyio.current_time(), {"endpoints": {
+                "opcua": ep.opcua_url, "modbus": list(ep.modbus), "ft": list(ep.ft)}})
+            port = RecordingWorkcell(cell, recorder)
+            c = cfg.cell
+            repeat = cell_chart.FaultRepeat(c.fault_repeat_limit, c.fault_repeat_window_s) \
+                if c.fault_repeat_limit else None
+            runner, data = cell_runner(port, task=c.task, max_cycles=c.cycles or None,
+                                       hooks=[hasher, port.trace], fault_repeat=repeat)
+
+            def logged(cmd: Command) -> None:
+                payload = {"command": cmd.name, "after_state": cmd.after_state}
+                recorder.record(COMMAND, anyio.current_time(), payload)
+
+            run = await start_cell(tg, runner, data, logged)
+            status.run = run
+            log.info("cell running", task=c.task, log=str(status.log_path), opcua=ep.opcua_url,
+                     modbus=f"{ep.modbus[0]}:{ep.modbus[1]}", ft=f"{ep.ft[0]}:{ep.ft[1]}")
+            if on_ready is not None:
+                on_ready(run)
+            await run.command(Command("cmd.reset"))
+            # Tripped interlocks abort from reset on; a stop may come before the cell is idle.
+            if await run.wait_any(("idle", "aborted")) == "idle" and not status.stop_requested:
+                await run.command(Command("cmd.start", after_state="idle"))
+            elif status.stop_requested:
+                await run.command(Command("cmd.stop"))
+            end = await run.wait_end()
+            tg.cancel_scope.cancel()
+        devices_tg.cancel_scope.cancel()
+    return end, data, cell
+
+
+def _incident_sources(cell: DriverWorkcell) -> dict[str, Callable[[], dict[str, int]]]:
+    ft = cell.ft
+    return {"plc": cell.plc.incidents.snapshot, "robot": cell.robot.incidents.snapshot,
+            "ft": lambda: {**ft.incidents.snapshot(), "lost": ft.stats.lost, "rejected": ft.stats.rejected,
+                           "late": ft.stats.late, "status_errors": ft.stats.status_errors}}
 
 
 async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCellDevices,
@@ -244,10 +369,18 @@ async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCel
     return cell
 
 
-def _summary(cfg: RunConfig, end: str, data: Any, hasher: TraceHasher, path: Path) -> dict[str, Any]:
+def _summary(cfg: RunConfig, end: str, data: cell_chart.CellData | None, hasher: TraceHasher, path: Path,
+             cell: DriverWorkcell | None, event_log: EventLog) -> dict[str, Any]:
     counts = data.counts if data is not None else {}
-    return {
+    summary: dict[str, Any] = {
         "task": cfg.cell.task, "end_state": end, "cycles": data.cycles if data is not None else 0,
         "outcomes": {k: counts.get(k, 0) for k in ("done", "handoff", "fault")},
+        "interrupted": data.interrupted if data is not None else 0,
+        "reports": cell.reports if cell is not None else 0,
         "transitions": hasher.transitions, "log": str(path),
     }
+    if data is not None and data.alarm:
+        summary["alarm"] = data.alarm
+    if cell is not None:
+        summary["incidents"] = {name: sum(snap().values()) for name, snap in _incident_sources(cell).items()}
+    return summary

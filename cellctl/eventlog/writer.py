@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import mcap.writer
+import zstandard
 from mcap.writer import LIBRARY_IDENTIFIER, CompressionType, IndexType, Writer
 from pydantic import BaseModel
 
@@ -26,6 +30,39 @@ MESSAGE_ENCODING = "json"
 # Chunk indexes only: per-message indexes would add 16 uncompressed bytes to every record, and
 # readers (ours, the mcap CLI, Foxglove) read a whole chunk anyway.
 _INDEXES = IndexType.CHUNK
+# A chunk's zstd frame ends a block every this many bytes of records. zstd decodes block by block, so
+# the reader recovers a chunk cut short (a torn file) up to its last whole block; as zstandard.compress
+# makes it (blocks of up to 128 KiB: one block for a 1 s chunk of a real-time run) the whole chunk would
+# be lost. The window spans the blocks: a 1 s chunk is as small as before, a 1 MiB one (a `cellctl sim`
+# log) about 1.5 % larger. Any zstd decoder reads the frame.
+ZSTD_BLOCK_BYTES = 16 * 1024
+ZSTD_LEVEL = 3  # zstandard.compress's default, which mcap's Writer uses
+
+
+class _BlockedZstd:
+    """Stands in for the `zstandard` module in `mcap.writer`, whose Writer compresses each chunk with
+    `zstandard.compress(data)`: the same single frame (level 3, content size), in blocks of
+    `ZSTD_BLOCK_BYTES`. Everything else is the real module."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(zstandard, name)
+
+    @staticmethod
+    def compress(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
+        if len(data) <= ZSTD_BLOCK_BYTES:
+            return zstandard.compress(data, level)
+        frame = zstandard.ZstdCompressor(level=level).compressobj(size=len(data))
+        view = memoryview(data)
+        parts = []
+        for start in range(0, len(data), ZSTD_BLOCK_BYTES):
+            parts.append(frame.compress(view[start : start + ZSTD_BLOCK_BYTES]))
+            parts.append(frame.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+        parts.append(frame.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+        return b"".join(parts)
+
+
+if getattr(mcap.writer, "zstandard", None) is zstandard:  # the hook mcap.writer offers: its module global
+    mcap.writer.zstandard = _BlockedZstd()  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -69,14 +106,21 @@ class EventLog:
     `write(topic, t_s, payload)` takes the caller's clock (virtual in simulation): t_s becomes the
     record's log (and publish) time in ns. Durability runs on wall time: every `flush_s` seconds
     (on the next write, or from a background thread when writes pause) the chunk in progress is
-    ended and written to the OS, so a killed process loses at most the last `flush_s`. When the
+    ended and written to the OS, so a killed process loses at most the last `flush_s` (and, should the
+    kill or a crash cut the last chunk short, what the reader cannot decode of its last zstd block,
+    at most `ZSTD_BLOCK_BYTES` of records: see `_BlockedZstd`). When the
     current file reaches `rotate_bytes` it is finished (summary, footer) and the log continues in
     `<stem>-0001<suffix>`, `<stem>-0002<suffix>`, … with every channel declared again.
     Thread-safe; `close()` is idempotent.
+
+    A failing disk (ENOSPC, EIO, ...) never raises into the writers: the log is marked `failed` (the OSError,
+    naming the file), `on_failure` is called once (from whichever thread hit it), and later records are counted
+    in `records_lost` instead of written. The file then ends torn where the failed write stopped.
     """
 
     def __init__(
-        self, path: Path, *, rotate_bytes: int, flush_s: float, chunk_bytes: int, fsync: bool, overwrite: bool
+        self, path: Path, *, rotate_bytes: int, flush_s: float, chunk_bytes: int, fsync: bool, overwrite: bool,
+        on_failure: Callable[[OSError], None] | None = None,
     ) -> None:
         if rotate_bytes <= 0 or flush_s <= 0 or chunk_bytes <= 0:
             raise ValueError("rotate_bytes, flush_s and chunk_bytes must be positive")
@@ -99,6 +143,9 @@ class EventLog:
         self._records_flushed = 0
         self._closed = False
         self._error: BaseException | None = None
+        self._failure: OSError | None = None
+        self._on_failure = on_failure
+        self._records_lost = 0
         self._start_part()
         self._last_flush = time.monotonic()
         self._stop = threading.Event()
@@ -115,13 +162,14 @@ class EventLog:
         chunk_bytes: int = 1 * MiB,
         fsync: bool = False,
         overwrite: bool = False,
+        on_failure: Callable[[OSError], None] | None = None,
     ) -> EventLog:
         """Create a log at `path` (an existing log there is an error unless `overwrite`, which also
         removes its rotated parts). `chunk_bytes` bounds a chunk's uncompressed size; `fsync` adds an
         fsync to each flush (power-loss durability, not needed against a killed process)."""
         return cls(
             Path(path), rotate_bytes=rotate_bytes, flush_s=flush_s, chunk_bytes=chunk_bytes, fsync=fsync,
-            overwrite=overwrite,
+            overwrite=overwrite, on_failure=on_failure,
         )
 
     # -- what it has done ---------------------------------------------------------------------
@@ -152,6 +200,16 @@ class EventLog:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def failed(self) -> OSError | None:
+        """The disk error that stopped the log (its filename is the file), or None."""
+        return self._failure
+
+    @property
+    def records_lost(self) -> int:
+        """Records not written because the log had failed (and those in the chunk that failed to write)."""
+        return self._records_lost
 
     # -- channels -----------------------------------------------------------------------------
     def add_channel(
@@ -202,6 +260,9 @@ class EventLog:
             raise ValueError(f"log time must be a finite, non-negative number of seconds, got {t_s!r}")
         log_time = round(t_s * 1e9)
         with self._lock:
+            if self._failure is not None:
+                self._records_lost += 1
+                return
             self._check_open()
             channel_id = self._ids.get(topic)
             if channel_id is None:
@@ -209,18 +270,26 @@ class EventLog:
                     raise KeyError(f"topic {topic!r} has no channel: call add_channel first")
                 self.add_channel(topic, type(payload))
                 channel_id = self._ids[topic]
-            self._writer.add_message(channel_id, log_time, data, log_time, self._records & 0xFFFF_FFFF)
-            self._records += 1
-            if time.monotonic() - self._last_flush >= self._flush_s:
-                self._flush_locked()
-            elif self._out.count >= self._rotate_bytes:
-                self._rotate()
+            try:
+                self._writer.add_message(channel_id, log_time, data, log_time, self._records & 0xFFFF_FFFF)
+                self._records += 1
+                if time.monotonic() - self._last_flush >= self._flush_s:
+                    self._flush_locked()
+                elif self._out.count >= self._rotate_bytes:
+                    self._rotate()
+            except OSError as exc:
+                self._fail(exc)
 
     def flush(self) -> None:
         """End the chunk in progress (and pending batches) and hand everything to the OS now."""
         with self._lock:
+            if self._failure is not None:
+                return
             self._check_open()
-            self._flush_locked()
+            try:
+                self._flush_locked()
+            except OSError as exc:
+                self._fail(exc)
 
     def close(self) -> None:
         """Flush the batchers, finish the file (summary, footer) and stop the flusher. Idempotent."""
@@ -228,12 +297,15 @@ class EventLog:
             if self._closed:
                 return
             try:
-                for batcher in self._batchers:
-                    batcher.flush()
-                self._writer.finish()
-                if self._fsync:
-                    self._out.fsync()
-                self._records_flushed = self._records
+                if self._failure is None:
+                    for batcher in self._batchers:
+                        batcher.flush()
+                    self._writer.finish()
+                    if self._fsync:
+                        self._out.fsync()
+                    self._records_flushed = self._records
+            except OSError as exc:
+                self._fail(exc)
             finally:
                 self._closed = True
                 self._out.close()
@@ -250,6 +322,18 @@ class EventLog:
         self.close()
 
     # -- internals ----------------------------------------------------------------------------
+    def _fail(self, exc: OSError) -> None:
+        """Called with the lock held: stop writing, name the file, tell the owner once."""
+        if self._failure is not None:
+            return
+        if exc.filename is None:
+            exc = OSError(exc.errno, exc.strerror or os.strerror(exc.errno or errno.EIO), str(self._paths[-1]))
+        self._failure = exc
+        self._records_lost += self._records - self._records_flushed  # the chunk that did not make it
+        if self._on_failure is not None:
+            with contextlib.suppress(Exception):  # the owner's callback must not turn a disk error into a crash
+                self._on_failure(exc)
+
     def _check_open(self) -> None:
         if self._error is not None:
             raise RuntimeError(f"event log {self._base} failed in its flusher: {self._error}") from self._error
@@ -309,9 +393,14 @@ class EventLog:
                     return
                 now = time.monotonic()
                 if now - self._last_flush >= self._flush_s:
+                    if self._failure is not None:
+                        return
                     if self._dirty():
                         try:
                             self._flush_locked()
+                        except OSError as exc:
+                            self._fail(exc)
+                            return
                         except BaseException as exc:  # reported by the next write or close
                             self._error = exc
                             return

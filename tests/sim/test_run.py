@@ -87,6 +87,13 @@ async def test_stop_mid_cycle_is_safe_and_closes_the_log(tmp_path: Path) -> None
     reports = [r for r in records if r.topic == "port.call" and r.payload["method"] == "report"]
     assert reports, "the interrupted cycle is reported"
     assert records[-1].topic == "run.end"
+    # Every report is counted: the interrupted one too, in the summary and in run.end.
+    assert summary["cycles"] == summary["reports"] == len(reports) == sum(summary["outcomes"].values())
+    assert summary["interrupted"] == 1
+    assert records[-1].payload["cycles"] == len(reports)
+    # Driver incidents go to the log (and their sums to run.end), not only to stderr.
+    assert any(r.topic == "driver.incidents" for r in records)
+    assert set(records[-1].payload["incidents"]) == {"plc", "robot", "ft"}
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
