@@ -55,6 +55,7 @@ from .simcell import Recorder
 log = structlog.get_logger("drivercell")
 
 _NOT_STARTED = {FaultCode.NOT_CONNECTED, FaultCode.PEER_HEARTBEAT_LOST, FaultCode.DRIVER_BUSY}
+NO_BLIND_MOTION = "no force-guarded motion without it"
 EXTERNAL_HALT_TEXT = "halted externally: HALT latched by someone else (operator panel, safety PLC, another master)"
 
 class Perception(Protocol):
@@ -317,7 +318,7 @@ class DriverWorkcell:
         limit = motion.force_limit_n
         if limit is not None and self.ft.state is not StreamState.LIVE:
             return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0,
-                                detail=f"F/T stream {self.ft.state.value}: no force-guarded motion without it")
+                                detail=f"F/T stream {self.ft.state.value}: {NO_BLIND_MOTION}")
         self._peak, self._stop = 0.0, None
         tripped = False
         if limit is not None:
@@ -392,7 +393,7 @@ class DriverWorkcell:
         while True:
             s = await sub.receive()
             if s.state is StreamState.STALE:
-                await self._stop_motion(MotionOutcome.FAULT, "F/T stream stale during a guarded motion")
+                await self._stop_motion(MotionOutcome.FAULT, f"F/T stream stale: {NO_BLIND_MOTION}")
                 return
 
     async def _watch_suction(self, threshold_kpa: float) -> None:

@@ -381,6 +381,8 @@ def _summary(cfg: RunConfig, end: str, data: cell_chart.CellData | None, hasher:
     }
     if data is not None and data.alarm:
         summary["alarm"] = data.alarm
+    if data is not None and data.stop_reason:
+        summary["stop_reason"] = data.stop_reason
     if cell is not None:
         summary["incidents"] = {name: sum(snap().values()) for name, snap in _incident_sources(cell).items()}
     return summary

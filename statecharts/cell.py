@@ -50,8 +50,10 @@ class FaultRepeat:
 
 
 def fault_key(reason: str) -> str:
-    """A fault reason with its numbers blanked: the same fault whatever the force, time or attempt."""
-    return re.sub(r"[-+]?\d+(\.\d+)?", "#", reason)
+    """What makes two faults the same: the cause (after `<primitive> <outcome> (code N): `) with its numbers
+    blanked, so the same device trouble matches whichever primitive met it, whatever the force or time."""
+    _, sep, cause = reason.partition(": ")
+    return re.sub(r"[-+]?\d+(\.\d+)?", "#", cause if sep else reason)
 
 
 @dataclass

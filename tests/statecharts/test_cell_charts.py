@@ -540,5 +540,7 @@ def test_different_faults_or_a_success_between_them_do_not_hold() -> None:
 
 
 def test_fault_key_ignores_numbers() -> None:
-    assert cell.fault_key("approach: fault 16 after 2.5 s") == cell.fault_key("approach: fault 16 after 3.25 s")
-    assert cell.fault_key("F/T stream stale") != cell.fault_key("robot heartbeat lost")
+    assert cell.fault_key("approach fault: stuck after 2.5 s") == cell.fault_key("approach fault: stuck after 3.2 s")
+    assert cell.fault_key("approach fault (code 3): F/T stream stale: x") == \
+        cell.fault_key("eject_item unavailable: F/T stream stale: x")
+    assert cell.fault_key("approach fault: F/T stream stale") != cell.fault_key("approach fault: heartbeat lost")
