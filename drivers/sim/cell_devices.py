@@ -21,6 +21,7 @@ produces. A controller with a different limit sees the same forces and decides w
 
 from __future__ import annotations
 
+import errno
 import math
 import time
 from collections import Counter, deque
@@ -73,7 +74,11 @@ class DeviceStartError(RuntimeError):
     """A simulated device could not start listening."""
 
     def __init__(self, device: str, host: str, port: int, cause: BaseException) -> None:
-        super().__init__(f"{device}: cannot listen on {host}:{port} ({cause}); is the port in use?")
+        if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+            text = f"{device}: cannot listen on {host}:{port}: the port is in use"
+        else:
+            text = f"{device}: cannot listen on {host}:{port} ({cause}); is the port in use?"
+        super().__init__(text)
         self.device = device
 
 

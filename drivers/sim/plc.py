@@ -12,16 +12,34 @@ Conveyor.{ArrivalSeq, ArrivalLog, IndexCount, SpeedSetpoint}, methods
 Conveyor.AcknowledgeItem(item_id: String) -> Boolean and Conveyor.IndexConveyor() -> Boolean;
 Pod.{PodSeq, PodId, Face, BinLayout}; Interlocks.{EStopActive, LightCurtainBroken, DoorOpen}.
 See `drivers/plc_nodes.py` for the data contract.
+
+It is as strict as a real PLC, since integrators point their tools at it:
+
+- a method called with the wrong number of arguments, a wrong-typed or array argument, or an invalid value
+  (an empty or overlong item id) answers BadInvalidArgument (per argument: BadTypeMismatch or
+  BadInvalidArgument in InputArgumentResults), without a traceback in the log;
+- a client write to SpeedSetpoint must be a scalar Double (else BadTypeMismatch), finite and within
+  `SPEED_RANGE_MM_S` (else BadOutOfRange), with a Good status (else BadWriteNotSupported); a refused write
+  leaves the value as it was. The range is published as the variable's EURange property;
+- only the controller's session may call AcknowledgeItem; any other session gets BadUserAccessDenied. There is
+  no authentication on this endpoint, so "the controller" is the client that introduces itself with the
+  application name `drivers.plc.PlcClient` sets (`CONTROLLER_APPLICATION_NAME`; `controller_name=None` lets
+  every session acknowledge). Server-side calls (the Python API, tests) are always allowed;
+- the user name "admin" does not get asyncua's remote admin rights (which would make read-only tags writable);
+- a port in use makes `serve()` raise the OSError without asyncua's logged traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
+import math
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,13 +47,22 @@ import anyio
 from anyio.abc import TaskStatus
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
-from asyncua.common.methods import uamethod
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.address_space import AddressSpace, AttributeService
+from asyncua.server.internal_server import InternalServer
+from asyncua.server.internal_session import InternalSession
 
 from drivers.plc_nodes import INTERLOCK_NAMES, SIM_NAMESPACE, BinLayout
 
 _log = logging.getLogger(__name__)
 
 VT = ua.VariantType
+SC = ua.StatusCodes
+
+# The application name `drivers.plc.PlcClient` connects with (its `client.name`): the controller's session.
+CONTROLLER_APPLICATION_NAME = "cellctl PLC driver"
+SPEED_RANGE_MM_S = (0.0, 1000.0)  # what the conveyor drive accepts as SpeedSetpoint
+MAX_ITEM_ID_LEN = 128
 
 # driver-side variable name -> (browse path under StowStation, variant type, writable by clients)
 _VARIABLES: dict[str, tuple[str, ua.VariantType, bool]] = {
@@ -113,10 +140,12 @@ class PlcSim:
         *,
         path: str = "/cellctl/plc",
         history: int = 64,
+        controller_name: str | None = CONTROLLER_APPLICATION_NAME,
     ) -> None:
         self.host = host
         self.port = port  # 0 until first bound; restarts reuse the bound port
         self.path = path
+        self.controller_name = controller_name  # None: any session may acknowledge
         self.arrival_seq = 0
         self._log: deque[str] = deque(maxlen=history)  # JSON records, oldest first
         self.acknowledged: list[str] = []
@@ -142,7 +171,7 @@ class PlcSim:
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the OPC UA server until cancelled; reports the bound port via `task_status`."""
-        server = Server()
+        server = Server(iserver=_StrictInternalServer(self._check_write))
         await server.init()
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}{self.path}")
         server.set_server_name("cellctl simulated stow-station PLC")
@@ -150,7 +179,8 @@ class PlcSim:
         idx = await server.register_namespace(SIM_NAMESPACE)
         await self._build(server, idx)
         server.subscribe_server_callback(CallbackType.PreRead, self._before_read)
-        await server.start()
+        with _quiet_start():  # a port in use: the OSError goes up, without asyncua's traceback in the log
+            await server.start()
         try:
             assert server.bserver is not None
             self.port = server.bserver.port
@@ -188,18 +218,21 @@ class PlcSim:
             if writable:
                 await var.set_writable()
             self._ids[name] = nodeid
+            if name == "conveyor.speed_setpoint":
+                lo, hi = SPEED_RANGE_MM_S
+                await var.add_property(ua.NodeId(f"StowStation.{path}.EURange", idx), "0:EURange", ua.Range(lo, hi))
         conveyor = folders["Conveyor"]
         await conveyor.add_method(
             ua.NodeId("StowStation.Conveyor.AcknowledgeItem", idx),
             "AcknowledgeItem",
-            uamethod(self._acknowledge_item),
+            _strict_method(self._acknowledge_item, [VT.String], VT.Boolean),
             [VT.String],
             [VT.Boolean],
         )
         await conveyor.add_method(
             ua.NodeId("StowStation.Conveyor.IndexConveyor", idx),
             "IndexConveyor",
-            uamethod(self._index_conveyor),
+            _strict_method(self._index_conveyor, [], VT.Boolean),
             [],
             [VT.Boolean],
         )
@@ -321,21 +354,183 @@ class PlcSim:
             raise RuntimeError("the simulated PLC is not serving")
         return await self._server.get_node(self._ids[name]).read_value()
 
+    def _check_write(self, wv: ua.WriteValue) -> int | None:
+        """The Bad status a client write gets (the value is left unchanged), or None to let it through."""
+        if wv.AttributeId != ua.AttributeIds.Value or wv.NodeId != self._ids.get("conveyor.speed_setpoint"):
+            return None
+        dv = wv.Value
+        if wv.IndexRange:
+            return SC.BadIndexRangeInvalid  # a scalar has no index range
+        if dv.StatusCode is not None and not dv.StatusCode.is_good():
+            return SC.BadWriteNotSupported  # the drive takes a setpoint, not a quality
+        variant = dv.Value
+        if (
+            variant is None
+            or variant.VariantType != VT.Double
+            or variant.is_array
+            or not isinstance(variant.Value, float)
+        ):
+            return SC.BadTypeMismatch
+        lo, hi = SPEED_RANGE_MM_S
+        if not (math.isfinite(variant.Value) and lo <= variant.Value <= hi):
+            return SC.BadOutOfRange
+        return None
+
     # ------------------------------------------------------------------ methods
 
-    async def _acknowledge_item(self, _parent: ua.NodeId, item_id: str) -> bool:
+    async def _acknowledge_item(self, item_id: str) -> bool:
+        if not 0 < len(item_id) <= MAX_ITEM_ID_LEN:
+            raise _Refused(SC.BadInvalidArgument, [SC.BadInvalidArgument])
+        caller = _caller.get()
+        if caller is not None and self.controller_name is not None and caller.application_name != self.controller_name:
+            _log.info("AcknowledgeItem refused: %r is not the controller's session", caller.application_name)
+            raise _Refused(SC.BadUserAccessDenied)
         known = any(_record_item_id(rec) == item_id for rec in self._log)
         if not known or item_id in self.acknowledged:
             return False
         self.acknowledged.append(item_id)
         return True
 
-    async def _index_conveyor(self, _parent: ua.NodeId) -> bool:
+    async def _index_conveyor(self) -> bool:
         if any(self.interlocks.values()):
             return False  # no motion while an interlock is tripped
         self.index_count += 1
         await self._write("conveyor.index_count", self.index_count)
         return True
+
+
+# ---------------------------------------------------------------------- strictness
+
+
+class _Refused(Exception):
+    """Raised by a method handler: answer the call with `status` (and per-argument results)."""
+
+    def __init__(self, status: int, arguments: list[int] | None = None) -> None:
+        super().__init__(ua.StatusCode(status).name)
+        self.status = status
+        self.arguments = arguments or []
+
+
+def _call_result(status: int, arguments: list[int]) -> ua.CallMethodResult:
+    return ua.CallMethodResult(
+        StatusCode=ua.StatusCode(status), InputArgumentResults=[ua.StatusCode(a) for a in arguments]
+    )
+
+
+def _argument_status(arg: Any, vtype: ua.VariantType) -> int:
+    if not isinstance(arg, ua.Variant) or arg.VariantType != vtype or arg.is_array or arg.Value is None:
+        return SC.BadTypeMismatch
+    return SC.Good
+
+
+def _strict_method(
+    handler: Callable[..., Awaitable[Any]], inputs: list[ua.VariantType], output: ua.VariantType
+) -> Callable[..., Awaitable[Any]]:
+    """An asyncua method callback that checks the arguments before `handler` sees their values.
+
+    Bad arguments are answered with a CallMethodResult (BadInvalidArgument), never an exception: asyncua's
+    MethodService turns any exception into BadUnexpectedError and logs its traceback.
+    """
+
+    async def call(_parent: ua.NodeId, *args: Any) -> Any:
+        if len(args) != len(inputs):  # each missing or surplus argument is invalid, the others checked
+            checked = [_argument_status(a, t) for a, t in zip(args, inputs, strict=False)]
+            surplus = [SC.BadInvalidArgument] * (len(args) - len(checked))
+            return _call_result(SC.BadInvalidArgument, checked + surplus)
+        statuses = [_argument_status(a, t) for a, t in zip(args, inputs, strict=True)]
+        if any(st != SC.Good for st in statuses):
+            return _call_result(SC.BadInvalidArgument, statuses)
+        try:
+            result = await handler(*(a.Value for a in args))
+        except _Refused as refused:
+            return _call_result(refused.status, refused.arguments or [SC.Good] * len(args))
+        return [ua.Variant(result, output)]
+
+    return call
+
+
+# the client session whose request is being served (None: a server-side call through the Python API)
+_caller: contextvars.ContextVar[_SimSession | None] = contextvars.ContextVar("plc_sim_caller", default=None)
+
+
+class _SimSession(InternalSession):
+    """A client session that remembers the application name the client gave and serves calls as itself."""
+
+    application_name: str | None = None
+
+    async def create_session(self, params: ua.CreateSessionParameters, sockname: Any = None) -> Any:
+        desc = params.ClientDescription
+        self.application_name = desc.ApplicationName.Text if desc is not None and desc.ApplicationName else None
+        return await super().create_session(params, sockname=sockname)
+
+    async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
+        token = _caller.set(self)
+        try:
+            return await super().call(params)
+        finally:
+            _caller.reset(token)
+
+
+_ADMIN = User(role=UserRole.Admin)  # asyncua's defaults for these parameters
+_ANONYMOUS = User(role=UserRole.Anonymous)
+
+
+class _StrictAttributeService(AttributeService):
+    """Client writes pass `check` first; a write it refuses gets its status and changes nothing."""
+
+    def __init__(self, aspace: AddressSpace, check: Callable[[ua.WriteValue], int | None]) -> None:
+        super().__init__(aspace)
+        self._check = check
+
+    async def write(self, params: ua.WriteParameters, user: User = _ADMIN) -> list[ua.StatusCode]:
+        results: list[ua.StatusCode] = []
+        for wv in params.NodesToWrite:
+            refused = self._check(wv)
+            if refused is not None:
+                results.append(ua.StatusCode(refused))
+            else:
+                results.extend(await super().write(ua.WriteParameters(NodesToWrite=[wv]), user=user))
+        return results
+
+
+class _StrictInternalServer(InternalServer):
+    def __init__(self, check: Callable[[ua.WriteValue], int | None]) -> None:
+        super().__init__()
+        self.allow_remote_admin = False  # asyncua gives any client calling itself "admin" write access to everything
+        self.attribute_service = _StrictAttributeService(self.aspace, check)
+
+    def create_session(self, name: str, user: User = _ANONYMOUS, external: bool = False) -> InternalSession:
+        return _SimSession(self, self.aspace, self.subscription_service, name, user=user, external=external)
+
+
+class _StartFilter(logging.Filter):
+    """asyncua's records of a start: the failure it logs with a traceback before raising, and its warnings that
+    a NoSecurity endpoint cannot protect certificate and password tokens (known for this server)."""
+
+    _EXPECTED = ("No signing policy available", "No encrypting policy available")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).endswith("error starting server"):
+            return False
+        return not str(record.msg).startswith(self._EXPECTED)
+
+
+_SERVER_LOG = logging.getLogger("asyncua.server.server")
+_START_FILTER = _StartFilter()
+_starting = 0
+
+
+@contextlib.contextmanager
+def _quiet_start() -> Iterator[None]:
+    global _starting
+    _starting += 1
+    _SERVER_LOG.addFilter(_START_FILTER)
+    try:
+        yield
+    finally:
+        _starting -= 1
+        if not _starting:
+            _SERVER_LOG.removeFilter(_START_FILTER)
 
 
 async def _stop_quickly(server: Server) -> None:

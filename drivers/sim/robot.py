@@ -15,11 +15,19 @@ primitive's duration and faults (`begin`), follow it while it runs (`tick`) and 
 Writes to HALT, and reads of HALT alone (the driver's halt link probe), are exempt from response delays and
 injected exceptions (the stop path is served first, as on a real controller's safety input), so a delay
 models a stalled main connection.
+
+The TCP side is as strict as a real controller (`_StrictModbusTcpServer`): every complete MBAP frame of a
+segment is answered (pipelined requests, each under its own transaction id; a request held by a response
+delay does not hold back the ones behind it), a frame for another unit id gets no answer at all, an unknown
+function code gets ILLEGAL_FUNCTION and a malformed request ILLEGAL_VALUE; a stream that is not MBAP
+(protocol id other than 0, impossible length) cannot be re-synchronised, so the connection is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +38,9 @@ import structlog
 from anyio.abc import TaskStatus
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from .. import robot_map as rm
@@ -270,7 +280,7 @@ class SimRobot:
             ),
             action=self._action,
         )
-        server = ModbusTcpServer(device, address=(cfg.host, cfg.port))
+        server = _StrictModbusTcpServer(device, address=(cfg.host, cfg.port), unit_id=cfg.unit_id)
         await server.serve_forever(background=True)
         try:
             self.port = int(server.transport.sockets[0].getsockname()[1])  # type: ignore[union-attr]
@@ -573,3 +583,104 @@ class SimRobot:
         self._end_run(completed=False, now=now)
         self._img.status, self._img.fault_code = Status.HALTED, FaultCode.HALTED
         self.log.info("halt", t=now)
+
+
+# --- Modbus TCP server ---------------------------------------------------------------------------------------------
+
+_MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length (unit id + PDU), unit id
+_MAX_LENGTH = 254  # unit id + function code + 252 bytes of data (a 260-byte ADU)
+_MAX_IN_FLIGHT = 1024  # requests of one connection being answered at once; beyond it the socket is not read
+
+
+class _StrictModbusTcpServer(ModbusTcpServer):
+    """pymodbus's TCP server with a request handler that frames the stream like a real controller.
+
+    pymodbus 3.x decodes one frame per received segment (the rest waits for the next segment, which may never
+    come), drops a receive buffer over 264 bytes whole (500 pipelined requests: not one answered), clears it on
+    every send, keeps one `last_pdu` per connection (a held request's answer could take another's transaction
+    id), and answers a foreign unit id with an exception (and a traceback in the log).
+    """
+
+    def __init__(self, device: SimDevice, *, address: tuple[str, int], unit_id: int) -> None:
+        super().__init__(device, address=address)
+        self.unit_id = unit_id
+
+    def callback_new_connection(self) -> _StrictRequestHandler:
+        return _StrictRequestHandler(self)
+
+
+class _StrictRequestHandler(ServerRequestHandler):
+    """One client connection: answers every complete MBAP frame for our unit id, each in its own task."""
+
+    def __init__(self, owner: _StrictModbusTcpServer) -> None:
+        super().__init__(owner, owner.trace_packet, owner.trace_pdu, owner.trace_connect)
+        self._unit_id = owner.unit_id
+        self._inbox = b""
+        self._answering: set[asyncio.Task[None]] = set()
+        self._paused = False
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._inbox + data
+        pos = 0
+        while len(buf) - pos >= _MBAP.size:
+            tid, protocol, length, unit = _MBAP.unpack_from(buf, pos)
+            if protocol != 0 or not 2 <= length <= _MAX_LENGTH:
+                # not Modbus TCP: no frame boundary can be trusted after this, so drop the connection
+                structlog.get_logger("sim.robot").warning(
+                    "not an MBAP frame: closing the connection", protocol_id=protocol, length=length
+                )
+                self._inbox = b""
+                if self.transport:
+                    self.transport.close()
+                return
+            end = pos + 6 + length
+            if end > len(buf):
+                break  # the rest of this frame is still on its way
+            pdu = buf[pos + _MBAP.size : end]
+            pos = end
+            if unit == self._unit_id:  # a frame for another unit is not ours to answer
+                self._accept(tid, unit, pdu)
+        self._inbox = buf[pos:]
+
+    def _accept(self, tid: int, unit: int, frame: bytes) -> None:
+        function_code = frame[0]
+        request = None if function_code & 0x80 else self.server.decoder.decode(frame)
+        if request is None:
+            # a function this controller implements, with a malformed body; or one it does not implement
+            known = function_code in self.server.decoder.pdu_table
+            code = ExcCodes.ILLEGAL_VALUE if known else ExcCodes.ILLEGAL_FUNCTION
+            self._send(ExceptionResponse(function_code & 0x7F, code), tid, unit)
+            return
+        task = self.loop.create_task(self._answer(request, tid, unit))
+        self._answering.add(task)
+        task.add_done_callback(self._answered)
+        if len(self._answering) >= _MAX_IN_FLIGHT and self.transport and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        self._answering.discard(task)
+        if self._paused and len(self._answering) < _MAX_IN_FLIGHT // 2 and self.transport:
+            self._paused = False
+            self.transport.resume_reading()  # type: ignore[attr-defined]
+
+    async def _answer(self, request: ModbusPDU, tid: int, unit: int) -> None:
+        try:
+            response = await request.datastore_update(self.server.context, unit)
+        except Exception as exc:  # a datastore bug must not kill the connection: answer like a failed device
+            structlog.get_logger("sim.robot").error(
+                "request failed", function_code=request.function_code, error=f"{type(exc).__name__}: {exc}"
+            )
+            response = ExceptionResponse(request.function_code, ExcCodes.DEVICE_FAILURE)
+        self._send(response, tid, unit)
+
+    def _send(self, response: ModbusPDU, tid: int, unit: int) -> None:
+        if not self.transport or self.transport.is_closing():
+            return  # the client went away while the request was being answered
+        response.transaction_id, response.dev_id = tid, unit
+        self.transport.write(self.framer.buildFrame(response))  # type: ignore[attr-defined]
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        for task in list(self._answering):
+            task.cancel()
+        super().callback_disconnected(exc)

@@ -6,9 +6,15 @@ the ground truth the assertions read.
 
 from __future__ import annotations
 
+import logging
+import re
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,7 +28,7 @@ from drivers.plc import BackoffConfig, PlcClient, PlcConfig
 from drivers.robot import Outcome, PrimitiveResult, RobotConfig, RobotDriver
 from drivers.robot_map import FaultCode, Primitive, Status
 from drivers.sim.cell import SimCell
-from drivers.sim.cell_devices import CellRobotModel, Endpoints, SimCellConfig, SimCellDevices
+from drivers.sim.cell_devices import CellRobotModel, DeviceStartError, Endpoints, SimCellConfig, SimCellDevices
 from drivers.sim.faults import profile
 from drivers.sim.ft_sensor import SimFTSensor
 from drivers.sim.robot import PrimitivePlan, SimRobot, SimRobotConfig
@@ -34,6 +40,7 @@ pytestmark = pytest.mark.anyio
 LOCAL = "127.0.0.1"
 FAST = 0.05  # cell time scale: a 3.5 s approach takes 175 ms
 WAIT_S = 5.0  # bound for anything that should take well under a second
+START_S = 60.0  # bound for starting the servers: asyncua builds its standard address space (seconds when loaded)
 OFF_POD = {"x": -100.0, "y": -100.0}  # a pod-frame point on no bin
 
 
@@ -56,7 +63,7 @@ async def rig(*, ft: bool = False, plc: bool = False, seed: int = 0) -> AsyncIte
     """The cell's servers plus the real robot driver (and, on request, the F/T and PLC clients)."""
     devices = SimCellDevices(SimCellConfig(opcua_port=0, modbus_port=0, ft_port=0, seed=seed, time_scale=FAST))
     async with anyio.create_task_group() as tg:
-        with anyio.fail_after(WAIT_S):
+        with anyio.fail_after(START_S):
             ep: Endpoints = await tg.start(devices.serve)
             r = Rig(devices, ep, RobotDriver(RobotConfig(port=ep.modbus[1], reconnect_initial_s=0.02)))
             await tg.start(r.robot.run)
@@ -377,3 +384,34 @@ def test_model_needs_a_positive_time_scale() -> None:
     robot = SimRobot()
     with pytest.raises(ValueError, match="time_scale"):
         CellRobotModel(cell, lambda: None, SimFTSensor(), robot, 0.0)  # type: ignore[arg-type,return-value]
+
+
+async def test_a_busy_opcua_port_fails_the_start_with_one_clear_error(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    with socket.socket() as busy:
+        busy.bind((LOCAL, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        devices = SimCellDevices(SimCellConfig(opcua_port=port, modbus_port=0, ft_port=0, time_scale=FAST))
+        message = f"PLC (OPC UA): cannot listen on {LOCAL}:{port}: the port is in use"
+        refused = pytest.RaisesExc(DeviceStartError, match=f"^{re.escape(message)}$")
+        with anyio.fail_after(START_S), pytest.RaisesGroup(refused, flatten_subgroups=True):
+            async with anyio.create_task_group() as tg:
+                await tg.start(devices.serve)
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []  # asyncua logged no traceback
+
+
+def test_cellctl_run_on_a_busy_opcua_port_exits_2_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind((LOCAL, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "cell.toml"
+        cfg.write_text(f'[log]\ndir = "{tmp_path}"\n[sim]\nopcua_port = {port}\ntime_scale = {FAST}\n')
+        done = subprocess.run(
+            [sys.executable, "-m", "cellctl", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: PLC (OPC UA): cannot listen on {LOCAL}:{port}: the port is in use"]
