@@ -154,7 +154,10 @@ def log_show(
 ) -> None:
     """Print an event log as a timeline: log time (s), topic, a summary of the payload.
 
-    Records come in log-time order within each file. Exits 2 if the file is missing or not a readable log.
+    Records come in log-time order within each file. The last line says how the log ends: complete, torn at
+    byte N (cut short by a crash: every record before N is shown, and what could be decoded of a chunk cut
+    short), or corrupt at byte N (the records before it are shown). Exits 0 for a complete or torn log, 2 if
+    the file is missing, not a readable log, or corrupt.
     """
     from .logshow import show
 
@@ -282,14 +285,20 @@ def replay_cmd(
 ) -> None:
     """Feed a log's recorded inputs through the current charts on virtual time and compare.
 
-    Prints records, transitions, diverged, first_divergence (time, expected, actual) and speedup (virtual
-    over wall time). Exit 0 without divergence, 1 with one, 2 when the log cannot be read.
+    Prints records, transitions, diverged, first_divergence (time, expected, actual), speedup (virtual over
+    wall time), ending (complete, or incomplete: no run.end) and a message saying where an incomplete log
+    ends ("log ends without run.end at t=...") or that there was nothing to replay (the cell never ran).
+    Exit 0 without divergence, 1 with one (a behavioural divergence only), 2 when the log cannot be read or
+    replayed (missing, not MCAP, corrupt), 3 when the log ends without run.end (a killed run, a torn file)
+    and what it holds replays without divergence.
     """
     from .eventlog import LogFormatError, read_log
-    from .replay import Entry, ReplayError, replay
+    from .replay import Entry, ReplayError, ReplayLog, replay_log
 
     try:
-        summary = replay(Entry(r.t_s, r.topic, r.payload) for r in read_log(file))
+        reader = read_log(file)
+        log = ReplayLog.of(Entry(r.t_s, r.topic, r.payload) for r in reader)
+        summary = replay_log(log, ending=reader.ending)
     except (LogFormatError, ReplayError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -300,6 +309,8 @@ def replay_cmd(
             typer.echo(f"{key:22} {json.dumps(value) if isinstance(value, dict) else value}")
     if summary["diverged"]:
         raise typer.Exit(1)
+    if summary["ending"] == "incomplete":
+        raise typer.Exit(3)
 
 
 @app.command("devices")

@@ -1,4 +1,4 @@
-"""`cellctl log show`: an event log as a readable timeline, one line per record."""
+"""`cellctl log show`: an event log as a readable timeline, one line per record, then how the log ends."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from .eventlog import LogFormatError, LogRecord, is_batch, read_log
+from .eventlog import LogEnding, LogFormatError, LogRecord, is_batch, read_log
 
 WIDTH = 160  # a line is cut to this many characters
 TOPIC_WIDTH = 20
@@ -25,18 +25,32 @@ def show(
     echo: Callable[[str], None] = print,
     error: Callable[[str], None] = print,
 ) -> int:
-    """Print the records; return the exit status (2 for an unreadable log, after what could be shown)."""
+    """Print the records, then how the log ends (`ending_line`); return the exit status: 0 for a complete
+    or torn log, 2 for a missing, unreadable or corrupt one (after the records before the corruption)."""
     shown = 0
     try:
-        for record in read_log(path, topics=topics or None, since_s=since_s, until_s=until_s):
+        reader = read_log(path, topics=topics or None, since_s=since_s, until_s=until_s)
+        for record in reader:
             if limit is not None and shown >= limit:
                 break
             echo(json_line(record) if as_json else line(record))
             shown += 1
+        ending = reader.finish()  # after --limit, the rest is walked (not printed) to see how it ends
     except LogFormatError as exc:
+        if exc.ending is not None:
+            echo(ending_line(exc.ending, as_json))
         error(f"error: {exc}")
         return 2
+    echo(ending_line(ending, as_json))
     return 0
+
+
+def ending_line(ending: LogEnding, as_json: bool = False) -> str:
+    """The last line of `cellctl log show`: `log ends: complete (…)`, `log ends: torn at byte N of FILE (…)` or
+    `log ends: corrupt at byte N of FILE: …`; with `as_json`, `{"ending": {"kind": …, "byte": N, …}}`."""
+    if as_json:
+        return json.dumps({"ending": ending.as_dict()}, separators=(",", ":"))
+    return f"log ends: {ending.describe()}"
 
 
 def json_line(record: LogRecord) -> str:

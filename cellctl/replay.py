@@ -4,6 +4,11 @@ The log's `port.call`/`port.reply` records stand in for the cell: each call the 
 the next recorded call (method and arguments), and gets the recorded reply after the recorded delay.
 Chart transitions are compared one by one with `chart.transition` records. The first difference, in a
 command or a transition, is the divergence; replay stops there.
+
+A log without `run.end` (a `cellctl run` that was killed, or a file torn short) is replayed as far as it goes:
+what the charts do at its end, beyond the last record, is not held against them (within the log's time
+tolerance of its last record), and the replay reports where the log ends instead of a divergence. A log with
+no port calls and no transitions (the cell never ran) has nothing to replay.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import ValidationError
@@ -33,8 +38,13 @@ from statecharts.workcell import (
 
 from .recording import CALL, COMMAND, PORT, REPLY, TRANSITION, canonical, encode_args, transition_payload
 
+if TYPE_CHECKING:
+    from .eventlog import LogEnding
+
 RUN_TIME_TOLERANCE_S = 0.5
 TIMESTAMP_KEYS = frozenset({"started_s", "ended_s"})  # when a task began and ended (a report's clock readings)
+END_SLACK_S = 1e-3  # an incomplete log's replay runs this far past its last record (plus the time tolerance)
+RUN_END = "run.end"
 
 
 class ReplayError(ValueError):
@@ -82,6 +92,8 @@ class ReplayLog:
     commands: list[tuple[float, str, str | None]]
     records: int
     start_s: float
+    last_s: float = 0.0  # the latest record's time
+    end: dict[str, Any] | None = None  # the run.end record, if the log has one
 
     @property
     def time_tol_s(self) -> float:
@@ -97,13 +109,18 @@ class ReplayLog:
         commands: list[tuple[float, str, str | None]] = []
         n = 0
         start: float | None = None
+        last: float | None = None
+        end: dict[str, Any] | None = None
         for e in entries:
             n += 1
             start = e.t_s if start is None else min(start, e.t_s)
+            last = e.t_s if last is None else max(last, e.t_s)
             p = e.payload
             try:
                 if e.topic == "run.meta":
                     meta = p
+                elif e.topic == RUN_END:
+                    end = p
                 elif e.topic == CALL:
                     method = p["method"]
                     if method not in PORT:
@@ -121,7 +138,19 @@ class ReplayLog:
                 raise ReplayError(f"malformed {e.topic} record at {e.t_s:.3f} s: {exc!r}") from exc
         if meta is None:
             raise ReplayError("the log has no run.meta record: it was not written by cellctl run/sim")
-        return cls(meta, calls, replies, transitions, commands, n, start or 0.0)
+        return cls(meta, calls, replies, transitions, commands, n, start or 0.0, last or 0.0, end)
+
+    def incomplete(self, ending: LogEnding | None = None) -> bool:
+        """The log ends before the run did: no run.end in a `cellctl run` log, or in a file that is not complete
+        (a `cellctl sim` log has no run.end: its file's footer says it was finished)."""
+        if self.end is not None:
+            return False
+        return self.meta.get("mode") == "run" or (ending is not None and ending.kind != "complete")
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to replay: no port call and no transition (the cell never ran)."""
+        return not (self.calls or self.transitions)
 
 
 @dataclass
@@ -129,10 +158,17 @@ class Comparator:
     """Compares replayed transitions and commands with the record; keeps the first divergence."""
 
     log: ReplayLog
+    incomplete: bool = False  # the log ends before the run did: going beyond its end is no divergence
     first: Divergence | None = None
     transitions: int = 0
+    stopped_s: float | None = None  # when the replay was stopped past an incomplete log's last record
     _next_call: int = 0
     scope: anyio.CancelScope | None = field(default=None, repr=False)
+
+    def at_end(self, t_s: float) -> bool:
+        """`t_s` is at the end of an incomplete log: within its time tolerance of the last record, or later.
+        What the record lacks there may be what the kill (or the tear) cut off."""
+        return self.incomplete and t_s >= self.log.last_s - self.log.time_tol_s
 
     def diverge(self, d: Divergence) -> None:
         if self.first is None:
@@ -141,13 +177,14 @@ class Comparator:
             self.scope.cancel()
 
     def trace(self, record: TraceRecord) -> None:
-        if record.kind != "transition" or self.first is not None:
+        if record.kind != "transition" or self.first is not None or self.stopped_s is not None:
             return
         actual = canonical(transition_payload(record))
         i = self.transitions
         self.transitions += 1
         if i >= len(self.log.transitions):
-            self.diverge(Divergence(record.time, "transition", "(end of record)", actual))
+            if not self.at_end(record.time):  # at the end of an incomplete log, the record stops before the run
+                self.diverge(Divergence(record.time, "transition", "(end of record)", actual))
         elif self.log.transitions[i][1] != actual:
             self.diverge(Divergence(record.time, "transition", self.log.transitions[i][1], actual))
 
@@ -156,8 +193,11 @@ class Comparator:
         i = self._next_call
         self._next_call += 1
         now = anyio.current_time()
+        if self.stopped_s is not None:  # the replay's own shutdown (an interrupted task's report), past the log
+            return None
         if i >= len(self.log.calls):
-            self.diverge(Divergence(now, "command", "(end of record)", actual))
+            if not self.at_end(now):  # else the call waits forever: the recorded run was stopped before it
+                self.diverge(Divergence(now, "command", "(end of record)", actual))
             return None
         expected = self.log.calls[i]
         tol = self.log.time_tol_s
@@ -252,10 +292,10 @@ class ReplayWorkcell:
         await anyio.sleep_forever()
 
 
-async def _replay(log: ReplayLog) -> tuple[Comparator, float]:
+async def _replay(log: ReplayLog, incomplete: bool) -> tuple[Comparator, float]:
     from .cellrun import Command, cell_runner, start_cell  # cellrun imports the charts: keep this module light
 
-    comparator = Comparator(log)
+    comparator = Comparator(log, incomplete)
     port = ReplayWorkcell(comparator)
     task = log.meta.get("task", "stow")
     cycles = log.meta.get("cycles")
@@ -263,6 +303,8 @@ async def _replay(log: ReplayLog) -> tuple[Comparator, float]:
     with anyio.CancelScope() as scope:
         comparator.scope = scope
         async with anyio.create_task_group() as tg:
+            if incomplete:  # past its last record the log has nothing to compare: stop there
+                tg.start_soon(_stop_at, comparator, log.last_s + log.time_tol_s + END_SLACK_S)
             run = await start_cell(tg, runner, data)
             for t, name, after in log.commands:
                 await run.command(Command(name, after_state=after, at_s=t))
@@ -271,19 +313,37 @@ async def _replay(log: ReplayLog) -> tuple[Comparator, float]:
             tg.cancel_scope.cancel()
     if comparator.first is None and comparator.transitions < len(log.transitions):
         t, expected = log.transitions[comparator.transitions]
-        comparator.first = Divergence(t, "transition", expected, "(replay ended)")
-    return comparator, anyio.current_time() - log.start_s
+        if not comparator.at_end(t):  # at an incomplete log's end, the record may hold what a kill interrupted
+            comparator.first = Divergence(t, "transition", expected, "(replay ended)")
+    end = comparator.stopped_s if comparator.stopped_s is not None else anyio.current_time()
+    return comparator, end - log.start_s
 
 
-def replay(entries: Iterable[Entry]) -> dict[str, Any]:
-    """Replay a log; the summary `cellctl replay --json` prints."""
+async def _stop_at(comparator: Comparator, t_s: float) -> None:
+    await anyio.sleep(max(0.0, t_s - anyio.current_time()))
+    comparator.stopped_s = anyio.current_time()
+    assert comparator.scope is not None
+    comparator.scope.cancel()
+
+
+def replay(entries: Iterable[Entry], *, ending: LogEnding | None = None) -> dict[str, Any]:
+    """Replay a log; the summary `cellctl replay --json` prints. `ending` (the reader's) tells a torn file."""
+    return replay_log(ReplayLog.of(entries), ending=ending)
+
+
+def replay_log(log: ReplayLog, *, ending: LogEnding | None = None) -> dict[str, Any]:
+    """Replay a split log. The summary's `ending` is "complete" or "incomplete" (no run.end: `message` says
+    where the log ends); `replayed` is False when there was nothing to replay."""
     import time
 
     from statecharts.engine import VirtualClock
 
-    log = ReplayLog.of(entries)
+    incomplete = log.incomplete(ending)
     t0 = time.perf_counter()
-    comparator, virtual = VirtualClock(start=log.start_s).run(_replay, log)
+    if log.empty:
+        comparator, virtual = Comparator(log, incomplete), 0.0
+    else:
+        comparator, virtual = VirtualClock(start=log.start_s).run(_replay, log, incomplete)
     wall = time.perf_counter() - t0
     first = comparator.first
     return {
@@ -294,5 +354,22 @@ def replay(entries: Iterable[Entry]) -> dict[str, Any]:
         "first_divergence": first.as_dict() if first is not None else None,
         "virtual_s": round(virtual, 3),
         "wall_s": round(wall, 3),
-        "speedup": round(virtual / wall, 1) if wall > 0 else None,
+        "speedup": round(virtual / wall, 1) if wall > 0 and not log.empty else None,
+        "replayed": not log.empty,
+        "ending": "incomplete" if incomplete else "complete",
+        "file_ending": ending.as_dict() if ending is not None else None,
+        "message": _message(log, incomplete, ending),
     }
+
+
+def _message(log: ReplayLog, incomplete: bool, ending: LogEnding | None) -> str | None:
+    parts = []
+    if log.empty:
+        state = f" (end_state {log.end['end_state']!r})" if log.end is not None and "end_state" in log.end else ""
+        parts.append(f"nothing to replay: the cell never ran{state}")
+    if incomplete:
+        text = f"log ends without run.end at t={log.last_s:.3f}"
+        if ending is not None and ending.kind != "complete":
+            text += f"; the file is {ending.describe()}"
+        parts.append(text)
+    return "; ".join(parts) or None

@@ -2,7 +2,8 @@
 
 Writing: `EventLog.open(path)` then `add_channel` / `write`; high-rate samples go through a
 `SampleBatcher` (`EventLog.batcher`). Reading: `read_log(path)` yields `LogRecord`s in log-time
-order per file, across a rotated set, and tolerates a file torn by a crash.
+order per file, across a rotated set, and tolerates a file torn by a crash; once read, its `ending`
+(a `LogEnding`) says whether the log is complete, torn at byte N or corrupt at byte N.
 
 Files: MCAP, no profile, JSON messages with `jsonschema` schemas, zstd chunks. A log that outgrows
 `rotate_bytes` continues in `<stem>-0001<suffix>`, `<stem>-0002<suffix>`, … next to the first file.
@@ -10,13 +11,15 @@ Files: MCAP, no profile, JSON messages with `jsonschema` schemas, zstd chunks. A
 
 from .batch import FT_FIELDS, SampleBatcher, is_batch, iter_samples
 from .naming import part_path, rotated_set
-from .reader import LogFormatError, LogRecord, read_log
+from .reader import LogEnding, LogFormatError, LogReader, LogRecord, read_log
 from .writer import EventLog
 
 __all__ = [
     "FT_FIELDS",
     "EventLog",
+    "LogEnding",
     "LogFormatError",
+    "LogReader",
     "LogRecord",
     "SampleBatcher",
     "is_batch",

@@ -1,10 +1,12 @@
-"""The MCAP event log: round trip, schemas, rotation, crash tolerance, batching."""
+"""The MCAP event log: round trip, schemas, rotation, crash tolerance, how a log ends, batching."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -15,7 +17,16 @@ from mcap.reader import NonSeekingReader, make_reader
 from mcap.writer import Writer
 from pydantic import BaseModel
 
-from cellctl.eventlog import EventLog, LogFormatError, SampleBatcher, iter_samples, read_log, rotated_set
+from cellctl.eventlog import (
+    EventLog,
+    LogFormatError,
+    SampleBatcher,
+    iter_samples,
+    part_path,
+    read_log,
+    rotated_set,
+)
+from cellctl.eventlog.writer import ZSTD_BLOCK_BYTES, encode
 
 SEQ_SCHEMA = {"type": "object", "properties": {"i": {"type": "integer"}}, "required": ["i"]}
 
@@ -181,8 +192,11 @@ def test_truncated_file_yields_a_prefix(tmp_path: Path) -> None:
     seen = []
     for size in [0, 3, 8, 20, *range(40, len(data), 97), len(data) - 30, len(data) - 1]:
         cut.write_bytes(data[:size])
-        got = [r.payload["i"] for r in read_log(cut)]
+        reader = read_log(cut)
+        got = [r.payload["i"] for r in reader]
         assert got == full[: len(got)], size
+        assert reader.ending is not None and reader.ending.kind == "torn", (size, reader.ending)  # never corrupt
+        assert reader.ending.records == len(got) and 0 <= reader.ending.offset <= size
         seen.append(len(got))
     assert seen == sorted(seen) and seen[0] == 0 and seen[-1] == 400
     assert len(set(seen)) >= 10  # every chunk boundary shows up
@@ -216,7 +230,9 @@ def test_killed_writer_leaves_every_flushed_record(tmp_path: Path, rotate_bytes:
         assert proc.stdout.readline().strip() == "started"
         flushes = []
         deadline = time.monotonic() + 60
-        while len(flushes) < 8 or flushes[-1] < 3000:  # enough flushes and records to tear mid-chunk
+        rotating = rotate_bytes < 1 << 20
+        # enough flushes and records to tear mid-chunk (and, rotating, a second file begun)
+        while len(flushes) < 8 or flushes[-1] < 3000 or (rotating and not part_path(path, 1).exists()):
             assert time.monotonic() < deadline, f"child too slow: {flushes[-3:]}"
             line = proc.stdout.readline()
             assert line.startswith("flushed"), line
@@ -228,13 +244,15 @@ def test_killed_writer_leaves_every_flushed_record(tmp_path: Path, rotate_bytes:
     confirmed = max([*flushes, *(int(line.split()[1]) for line in proc.stdout if line.startswith("flushed"))])
     proc.stdout.close()
 
-    records = list(read_log(path))
+    reader = read_log(path)
+    records = list(reader)
+    assert reader.ending is not None and reader.ending.kind == "torn"  # no footer: the writer never finished
     indices = [r.payload["i"] for r in records]
     assert indices == list(range(len(indices)))  # in order, nothing lost or doubled
     assert len(indices) >= confirmed
     assert all(r.payload["pad"] == "x" * (r.payload["i"] % 23) for r in records)
     assert [r.t_s for r in records] == pytest.approx([i * 1e-3 for i in indices], abs=1e-9)
-    if rotate_bytes < 1 << 20:
+    if rotating:
         assert len(rotated_set(path)) > 1
 
 
@@ -306,3 +324,151 @@ def test_a_corrupt_chunk_is_reported_not_skipped(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(LogFormatError, match=rf"run\.mcap: corrupt chunk at byte {chunk.chunk_start_offset}"):
         list(read_log(path))
+
+
+# -- how a log ends ---------------------------------------------------------------------------------
+_HEAD = struct.Struct("<BQ")
+
+
+def _top_level(data: bytes) -> list[tuple[int, int, int]]:
+    """(opcode, offset, body length) of a file's whole top-level records."""
+    out, pos = [], 8
+    while pos + 9 <= len(data):
+        opcode, length = _HEAD.unpack_from(data, pos)
+        if pos + 9 + length > len(data):
+            break
+        out.append((opcode, pos, length))
+        pos += 9 + length
+    return out
+
+
+def _killed_log(path: Path, n: int = 6000, per_flush: int = 1500) -> tuple[bytes, list[int]]:
+    """A log written by the real writer, several flush intervals long, as a killed writer leaves it (every
+    flush in the file, no footer); and the uncompressed size of each record in its chunk."""
+    log = EventLog.open(path)
+    log.add_channel("seq", "Seq", SEQ_SCHEMA)
+    sizes = []
+    for i in range(n):
+        payload = {"i": i, "pad": "x" * (i % 37)}
+        log.write("seq", i * 0.001, payload)
+        sizes.append(_HEAD.size + 22 + len(encode(payload)))  # a message record: header, fixed fields, JSON
+        if i % per_flush == per_flush - 1:
+            log.flush()  # the end of a flush interval: the chunk is ended and written
+    data = path.read_bytes()  # what the disk holds if the process dies now
+    log.close()
+    return data, sizes
+
+
+def test_a_file_7_bytes_short_loses_only_its_last_zstd_block(tmp_path: Path) -> None:
+    n, per_flush = 6000, 1500
+    data, sizes = _killed_log(tmp_path / "run.mcap", n, per_flush)
+    chunks = [offset for opcode, offset, _ in _top_level(data) if opcode == 0x06]
+    assert len(chunks) == n // per_flush
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[:-7])
+    reader = read_log(cut)
+    got = [r.payload["i"] for r in reader]
+    assert got == list(range(len(got)))  # a prefix, in order
+    lost = n - len(got)
+    assert lost <= per_flush  # at most the last flush interval ...
+    assert sum(sizes[len(got):]) <= ZSTD_BLOCK_BYTES  # ... in fact at most the chunk's last zstd block
+    ending = reader.ending
+    assert ending is not None and ending.kind == "torn"
+    assert ending.offset == chunks[-1] and ending.missing == 7 and ending.size == len(data) - 7
+    assert ending.records == len(got) and ending.salvaged == len(got) - (n - per_flush) > per_flush // 2
+    assert ending.last_t_s == pytest.approx((len(got) - 1) * 0.001)
+    assert ending.describe().startswith(f"torn at byte {chunks[-1]} of cut.mcap (a chunk of ")
+    assert "cut 7 bytes short" in ending.describe()
+
+
+def test_a_killed_writer_s_file_ends_torn_after_its_last_record(tmp_path: Path) -> None:
+    data, _ = _killed_log(tmp_path / "run.mcap")
+    killed = tmp_path / "killed.mcap"
+    killed.write_bytes(data)
+    reader = read_log(killed)
+    assert len(list(reader)) == 6000
+    assert reader.ending is not None and reader.ending.kind == "torn"
+    assert reader.ending.offset == len(data) and reader.ending.missing == 0 and reader.ending.salvaged == 0
+    assert "no footer" in reader.ending.reason
+    killed.write_bytes(data + bytes(4096))  # a crash can leave unwritten (zeroed) space at the end
+    reader = read_log(killed)
+    assert len(list(reader)) == 6000
+    assert reader.ending is not None and reader.ending.kind == "torn" and reader.ending.offset == len(data)
+
+
+def test_a_closed_log_is_complete_and_one_cut_in_its_summary_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "run.mcap"
+    _seq_log(path, 3000).close()
+    reader = read_log(path)
+    assert len(list(reader)) == 3000
+    assert reader.ending is not None and reader.ending.kind == "complete" and reader.ending.records == 3000
+    assert reader.ending.describe() == "complete (3000 records, footer intact)"
+    assert reader.ending.last_t_s == pytest.approx(2.999)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[:-7])  # inside the closing magic
+    reader = read_log(cut)
+    assert len(list(reader)) == 3000
+    assert reader.ending is not None and reader.ending.kind == "torn" and reader.ending.offset == len(data) - 8
+    assert "no records lost" in reader.ending.reason
+
+
+def test_3_bytes_overwritten_in_the_first_record_s_length_are_corrupt_not_an_empty_log(tmp_path: Path) -> None:
+    path = tmp_path / "run.mcap"
+    _seq_log(path, 500).close()
+    data = bytearray(path.read_bytes())
+    assert _top_level(bytes(data))[0][:2] == (0x01, 8)  # the header record, its length at bytes 9-16
+    data[9:12] = b"\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    reader = read_log(path)
+    with pytest.raises(LogFormatError, match=r"run\.mcap: corrupt header at byte 8: its length field") as err:
+        list(reader)
+    ending = err.value.ending
+    assert ending is not None and ending is reader.ending
+    assert (ending.kind, ending.offset, ending.records) == ("corrupt", 8, 0)
+    assert ending.describe().startswith("corrupt at byte 8 of run.mcap: its length field")
+
+
+def test_a_garbled_chunk_length_is_corrupt_and_the_records_before_it_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "run.mcap"
+    log = _seq_log(path, 0)
+    for i in range(900):
+        log.write("seq", i * 0.001, {"i": i})
+        if i % 300 == 299:
+            log.flush()
+    log.close()
+    data = bytearray(path.read_bytes())
+    third = [offset for opcode, offset, _ in _top_level(bytes(data)) if opcode == 0x06][2]
+    for garble in (b"\x07\x00\x00", b"\x00\x00\x01"):  # a length inside the file, one far past its end
+        data[third + 1 : third + 4] = garble
+        path.write_bytes(bytes(data))
+        got = []
+        with pytest.raises(LogFormatError, match=rf"corrupt chunk at byte {third}") as err:
+            got.extend(r.payload["i"] for r in read_log(path))
+        assert got == list(range(600))
+        assert err.value.ending is not None and err.value.ending.kind == "corrupt"
+        assert err.value.ending.offset == third and err.value.ending.records == 600
+
+
+def test_a_rotated_set_ends_where_its_last_file_does(tmp_path: Path) -> None:
+    path = tmp_path / "run.mcap"
+    log = _seq_log(path, 5000, rotate_bytes=8192, chunk_bytes=2048)
+    log.close()
+    parts = log.paths
+    reader = read_log(path)
+    assert len(list(reader)) == 5000
+    assert reader.ending is not None and reader.ending.kind == "complete" and reader.ending.files == len(parts)
+    assert reader.ending.path == parts[-1]
+    last = parts[-1].read_bytes()
+    parts[-1].write_bytes(last[: len(last) // 2])
+    reader = read_log(path)
+    got = [r.payload["i"] for r in reader]
+    assert got == list(range(len(got))) and len(got) < 5000
+    assert reader.ending is not None and reader.ending.kind == "torn" and reader.ending.path == parts[-1]
+    assert reader.ending.records == len(got) and reader.ending.files == len(parts)
+    shutil.copy(parts[1], tmp_path / "copy.mcap")
+    middle = parts[1].read_bytes()  # a middle file cut short: named, the files after it still read
+    parts[1].write_bytes(middle[:-20])
+    reader = read_log(path)
+    list(reader)
+    assert reader.ending is not None and reader.ending.kind == "torn" and reader.ending.path == parts[1]
