@@ -15,7 +15,7 @@
 
     [plc]    # drivers.plc.PlcConfig      (url, node map, timeouts, security)
     [robot]  # drivers.robot.RobotConfig  (host, port, timeouts, heartbeat)
-    [ft]     # drivers.ft.FTConfig        (host, port, stale_after_s)
+    [ft]     # drivers.ft.FTConfig        (host, port, stale_after_s; at most 1 s for a run)
 
 With devices = "sim", the simulated devices listen on the hosts and ports given there and the drivers are pointed
 at them (the `host`/`port`/`url` in `[plc]`, `[robot]`, `[ft]` are then ignored).
@@ -23,11 +23,13 @@ at them (the `host`/`port`/`url` in `[plc]`, `[robot]`, `[ft]` are then ignored)
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drivers.ft import FTConfig
 from drivers.plc import PlcConfig
@@ -40,33 +42,60 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No inf or NaN anywhere: an infinite duration or limit is a guard that never fires.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class CellSection(_Section):
     devices: Literal["sim", "real"] = "sim"
     task: Literal["stow", "pick"] = "stow"
-    cycles: int = Field(0, ge=0, description="0: until stopped")
-    status_period_s: float = Field(0.5, gt=0, le=60)
+    cycles: int = Field(0, ge=0, le=1_000_000_000, description="0: until stopped")
+    # >= 0.05 s: a status loop spinning faster only takes CPU from the 1 kHz force reflex.
+    status_period_s: float = Field(0.5, ge=0.05, le=60)
     stop_timeout_s: float = Field(30.0, gt=0, le=600, description="Ctrl-C: wait this long for a safe stop")
+    fault_repeat_limit: int = Field(3, ge=0, le=1000, description="hold with an alarm when this many tasks in a row "
+                                    "end with the same fault (0: never)")
+    fault_repeat_window_s: float = Field(600.0, gt=0, le=86_400, description="... within this window")
 
 
 class LogSection(_Section):
     dir: Path = Path("runs")
-    rotate_mb: float = Field(512.0, gt=0)
-    flush_s: float = Field(1.0, gt=0, le=1.0)
+    # >= 1 MiB: the log's chunk size (a smaller file would rotate on every chunk; under one byte it cannot open).
+    rotate_mb: float = Field(512.0, ge=1, le=1 << 20)
+    flush_s: float = Field(1.0, ge=0.01, le=1.0)
+
+    @field_validator("dir")
+    @classmethod
+    def _usable_path(cls, value: Path) -> Path:
+        if "\x00" in str(value):
+            raise ValueError("a path cannot contain a NUL character")
+        return value
 
 
 class SimSection(_Section):
-    seed: int = 0
+    # numpy's and random's seeding take any int >= 0; a uint32 keeps the seed portable and printable.
+    seed: int = Field(0, ge=0, lt=1 << 32)
     faults: FaultProfileName = "none"
-    time_scale: float = Field(1.0, gt=0, le=1.0, description="primitive durations are multiplied by this")
+    # >= 0.01: the run's fixed timeouts (connect, stop) are wall time; a cell running 100x faster is no test.
+    time_scale: float = Field(1.0, ge=0.01, le=1.0, description="primitive durations are multiplied by this")
     host: Literal["127.0.0.1"] = "127.0.0.1"
     opcua_port: int = Field(0, ge=0, le=65535, description="0: any free port")
     modbus_port: int = Field(0, ge=0, le=65535)
     ft_port: int = Field(0, ge=0, le=65535)
-    ft_rate_hz: float = Field(1000.0, gt=0, le=7000)
+    # >= 500 Hz: the force reflex is built for a 1 kHz stream, and at 500 Hz [ft] stale_after_s >= 0.01 s
+    # still spans five sample periods (no stale flapping).
+    ft_rate_hz: float = Field(1000.0, ge=500, le=7000)
 
+
+class RunFTConfig(FTConfig):
+    """[ft] of a run: the driver's FTConfig with the staleness window a force-guarded motion can live with.
+
+    A guarded motion runs blind for up to stale_after_s after the last F/T sample before the stream is stale and
+    the motion halted: at most 1.0 s (1000 missed samples at 1 kHz; a stow primitive moves well under that
+    long unwatched). At least 0.01 s: ten sample periods at 1 kHz, so scheduling jitter does not flap it.
+    """
+
+    stale_after_s: float = Field(default=0.05, ge=0.01, le=1.0)
 
 
 class RunConfig(_Section):
@@ -75,11 +104,38 @@ class RunConfig(_Section):
     sim: SimSection = SimSection()
     plc: PlcConfig = PlcConfig()
     robot: RobotConfig = RobotConfig()
-    ft: FTConfig = FTConfig()
+    ft: RunFTConfig = RunFTConfig()
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _quoted(key: str) -> str:
+    # As a TOML (and JSON) string; what would not print (a line break, NEL, a control) is escaped.
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in json.dumps(key, ensure_ascii=False))
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
+    # A key that is not a bare TOML key (empty, dotted, spaced) is quoted as in TOML: the dotted path stays whole.
+    parts = (str(p) if isinstance(p, int) or _BARE_KEY.fullmatch(p) else _quoted(p) for p in loc)
+    return ".".join(parts) or "(top level)"
+
+
+# A model-level validator's error has the section as its location; its message starts with the field it is
+# about ("halt_hedge_s: must be shorter than halt_timeout_s"), which becomes part of the dotted key.
+_FIELD_FIRST = re.compile(r"([A-Za-z_]\w*): (.+)", re.DOTALL)
+
+
+def _line(name: str, err: Any) -> str:
+    loc, msg = tuple(err["loc"]), err["msg"]
+    if err["type"] == "value_error":
+        text = str(err.get("ctx", {}).get("error", msg))
+        m = _FIELD_FIRST.fullmatch(text)
+        if m is not None:
+            loc, msg = (*loc, m[1]), m[2]
+        else:
+            msg = text
+    return f"{name}: {_where(loc)}: {msg}"
 
 
 def load_config(path: Path | None, *, task: str | None = None) -> RunConfig:
@@ -106,5 +162,5 @@ def load_config(path: Path | None, *, task: str | None = None) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{name}: {_where(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
+        lines = [_line(name, e) for e in exc.errors(include_url=False)]
         raise ConfigError("\n".join(lines)) from None

@@ -24,7 +24,7 @@ from time import perf_counter
 import anyio
 import anyio.abc
 import anyio.lowlevel
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .health import Incidents
 from .streams import Topic
@@ -151,24 +151,49 @@ class FTStats:
 
 
 class FTConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: an inf or NaN limit is a guard that never fires (stale_after_s = inf switched the
+    # staleness watchdog off). Upper bounds are the driver's absolute limits; a cell run tightens stale_after_s
+    # further (cellctl.config).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    host: str = "127.0.0.1"  # a real sensor (ATI factory default 192.168.1.1) is set in the cell config
+    host: str = Field("127.0.0.1", min_length=1)  # a real sensor (ATI factory default 192.168.1.1): cell config
     port: int = Field(default=RDT_PORT, ge=1, le=65535)
-    bind_host: str = "127.0.0.1"
+    bind_host: str = Field("127.0.0.1", min_length=1)  # "" would mean every interface: say 0.0.0.0 if meant
     bind_port: int = Field(default=0, ge=0, le=65535)
-    counts_per_force: float = Field(default=1_000_000, gt=0)
-    counts_per_torque: float = Field(default=1_000_000, gt=0)
-    stale_after_s: float = Field(default=0.05, gt=0)
-    restart_interval_s: float = Field(default=0.25, gt=0)  # re-send start this often while stale
-    restart_grace_s: float = Field(default=0.5, gt=0)  # after a start request, accept a restarted sequence
-    force_range_n: float = Field(default=1000.0, gt=0)
+    counts_per_force: float = Field(default=1_000_000, gt=0, le=1e9)
+    counts_per_torque: float = Field(default=1_000_000, gt=0, le=1e9)
+    # 10 s: beyond that no sample arriving is not noticed at all; unit tests use it for a quiet stream.
+    stale_after_s: float = Field(default=0.05, gt=0, le=10.0)
+    restart_interval_s: float = Field(default=0.25, gt=0, le=60.0)  # re-send start this often while stale
+    restart_grace_s: float = Field(default=0.5, gt=0, le=60.0)  # after a start request, accept a restarted sequence
+    force_range_n: float = Field(default=1000.0, gt=0)  # product with counts_per_force checked below
     torque_range_nm: float = Field(default=100.0, gt=0)
-    max_rate_hz: float = Field(default=8000.0, gt=0)  # fastest the sensor can stream (Net F/T: 7 kHz)
-    seq_slack: int = Field(default=8192, ge=1)  # extra forward jump tolerated (receive batching)
-    reorder_window: int = Field(default=1024, ge=1)  # how far back a late record counts as reordered
-    rcvbuf_bytes: int = Field(default=4 * 1024 * 1024, ge=65536)
-    batch: int = Field(default=256, ge=1)  # datagrams per wake before yielding to other tasks
+    max_rate_hz: float = Field(default=8000.0, gt=0, le=100_000)  # fastest the sensor can stream (Net F/T: 7 kHz)
+    seq_slack: int = Field(default=8192, ge=1, le=1 << 20)  # extra forward jump tolerated (receive batching)
+    reorder_window: int = Field(default=1024, ge=1, le=1 << 20)  # how far back a late record counts as reordered
+    rcvbuf_bytes: int = Field(default=4 * 1024 * 1024, ge=65536, le=1 << 30)  # SO_RCVBUF takes a C int
+    batch: int = Field(default=256, ge=1, le=65536)  # datagrams per wake before yielding to other tasks
+
+    @field_validator("host", "bind_host")
+    @classmethod
+    def _host_text(cls, value: str) -> str:
+        # A NUL made socket.bind raise TypeError from inside the run; no host name holds a control or a space.
+        if any(not c.isprintable() or c.isspace() for c in value):
+            raise ValueError(f"not a host name or address: {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _ranges_fit_the_record(self) -> FTConfig:
+        # A range of 2**31 counts or more can never be exceeded by an int32 component: the range check would be
+        # blind. One under a count rejects every non-zero record. Messages start with the field (cellctl.config).
+        for field, value, per in (("force_range_n", self.force_range_n, self.counts_per_force),
+                                  ("torque_range_nm", self.torque_range_nm, self.counts_per_torque)):
+            counts = value * per
+            if not 1 <= counts <= INT32_MAX:
+                unit = "counts_per_force" if field == "force_range_n" else "counts_per_torque"
+                raise ValueError(f"{field}: {field} * {unit} = {counts:g} counts, must be within 1 .. 2**31-1 "
+                                 "(an int32 record component)")
+        return self
 
 
 class FTSensor:

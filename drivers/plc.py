@@ -68,7 +68,8 @@ _POD_FIELDS = ("pod.pod_seq", "pod.pod_id", "pod.face", "pod.bin_layout")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: an inf or NaN timeout or interval is a watchdog that never fires.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SecurityConfig(_Frozen):
@@ -86,39 +87,50 @@ class SecurityConfig(_Frozen):
     @model_validator(mode="after")
     def _needs_cert(self) -> SecurityConfig:
         if self.policy != "None" and (self.certificate is None or self.private_key is None):
-            raise ValueError(f"security policy {self.policy} needs certificate and private_key paths")
+            # Messages start with the field so that a loader can name the dotted key (cellctl.config does).
+            missing = "certificate" if self.certificate is None else "private_key"
+            raise ValueError(f"{missing}: security policy {self.policy} needs certificate and private_key paths")
         if self.password is not None and self.username is None:
-            raise ValueError("password given without username")
+            raise ValueError("username: a password is given without username")
         return self
 
 
 class BackoffConfig(_Frozen):
     """Reconnect delays: initial_s * 2**n plus up to jitter_s, capped at max_s."""
 
-    initial_s: float = Field(0.5, gt=0)
-    max_s: float = Field(10.0, gt=0)
-    jitter_s: float = Field(0.2, ge=0)
+    initial_s: float = Field(0.5, gt=0, le=60)
+    max_s: float = Field(10.0, gt=0, le=600)
+    jitter_s: float = Field(0.2, ge=0, le=60)
 
     @model_validator(mode="after")
     def _order(self) -> BackoffConfig:
         if self.max_s < self.initial_s:
-            raise ValueError(f"backoff max_s ({self.max_s}) < initial_s ({self.initial_s})")
+            raise ValueError(f"max_s: backoff max_s ({self.max_s}) < initial_s ({self.initial_s})")
         return self
 
 
 class PlcConfig(_Frozen):
     url: str = "opc.tcp://127.0.0.1:4840/cellctl/plc"
     nodes: PlcNodeMap = PlcNodeMap()
-    connect_timeout_s: float = Field(5.0, gt=0)
-    request_timeout_s: float = Field(2.0, gt=0)  # default for read/write/call and internal reads
-    watchdog_interval_s: float = Field(1.0, gt=0)  # keepalive probe period; bounds loss detection
-    session_timeout_s: float = Field(30.0, gt=0)
-    publishing_interval_ms: float = Field(50.0, gt=0)
-    interlock_queue_size: int = Field(16, ge=1)  # server-side queue so no interlock transition is conflated
+    # Upper bounds: past them a timeout or interval no longer bounds anything (a PLC loss or an interlock
+    # change noticed minutes late is not noticed).
+    connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    request_timeout_s: float = Field(2.0, gt=0, le=60)  # default for read/write/call and internal reads
+    watchdog_interval_s: float = Field(1.0, gt=0, le=30)  # keepalive probe period; bounds loss detection
+    session_timeout_s: float = Field(30.0, ge=1, le=3600)  # sent to the server in ms (UInt32-sized)
+    publishing_interval_ms: float = Field(50.0, gt=0, le=1000)  # interlock changes arrive at most this late
+    interlock_queue_size: int = Field(16, ge=1, le=10_000)  # server-side queue so no interlock transition is conflated
     backoff: BackoffConfig = BackoffConfig()
     security: SecurityConfig = SecurityConfig()
     # Arrivals after this seq are delivered on first connect; None: only arrivals after the first connect.
     resume_after_seq: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _session_outlives_the_watchdog(self) -> PlcConfig:
+        # The keepalive read keeps the session alive: a session shorter than its period expires between probes.
+        if self.session_timeout_s <= self.watchdog_interval_s:
+            raise ValueError("session_timeout_s: must exceed watchdog_interval_s")
+        return self
 
     @field_validator("url")
     @classmethod
