@@ -107,8 +107,8 @@ class _DiskFull:
 
         def write(f: Any, data: bytes) -> int:
             if self.full:
-                if self.failed_at is None:
-                    self.failed_at = anyio.current_time()
+                if self.failed_at is None:  # any thread (the log's flusher too): the loop's clock is monotonic
+                    self.failed_at = time.monotonic()
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return real(f, data)
 
@@ -129,12 +129,12 @@ async def test_a_full_log_disk_stops_the_cell_safely_and_names_the_file(tmp_path
             if motion.primitive.value == "eject_item" and not disk.full:
                 disk.full = True  # the disk fills while the item is being ejected
             result = await move(motion)
-            calls.append((anyio.current_time(), motion.primitive.value, result.outcome.value))
+            calls.append((time.monotonic(), motion.primitive.value, result.outcome.value))
             return result
 
         async def logged_hook(down: bool, timeout_s: float) -> MotionResult:
             result = await set_hook(down, timeout_s)
-            calls.append((anyio.current_time(), "hook down" if down else "hook up", result.outcome.value))
+            calls.append((time.monotonic(), "hook down" if down else "hook up", result.outcome.value))
             return result
 
         port.move, port.set_hook = logged_move, logged_hook
