@@ -544,6 +544,8 @@ class Reflex:
             return
         self.halt_hedged = True
         if self.fresh_attempts >= MAX_FRESH:
+            if not self.attempts:  # nothing left on the way: say so now, the parent may still halt by itself
+                self._halt_done(False, now, f"HALT not delivered: {MAX_FRESH} fresh connections failed")
             return
         self.fresh_attempts += 1
         self.counters["halt_hedges"] += 1

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ class Rig:
     ft_port: int
     robot_port: int
     halted: threading.Event = field(default_factory=threading.Event)
+    tasks: list[Future[object]] = field(default_factory=list)
 
     def force(self, fz: float) -> None:
         self.ft.contact.set(fz=fz)  # read by the sensor's loop at its next record
@@ -68,12 +70,13 @@ def sim_rig() -> Iterator[Rig]:
         robot = SimRobot(SimRobotConfig(port=0), on_halt=lambda t: rig_halted.set())
         ft_task, ft_port = portal.start_task(ft.serve)
         robot_task, robot_port = portal.start_task(robot.serve)
+        rig = Rig(portal, ft, robot, ft_port, robot_port, rig_halted, [ft_task, robot_task])
         try:
-            yield Rig(portal, ft, robot, ft_port, robot_port, rig_halted)
+            yield rig
         finally:
-            for task in (ft_task, robot_task):
+            for task in rig.tasks:
                 task.cancel()
-            for task in (ft_task, robot_task):
+            for task in rig.tasks:
                 with contextlib.suppress(BaseException):  # cancelled
                     task.result(timeout=5)
 
@@ -307,6 +310,38 @@ async def test_no_arming_without_a_live_stream_and_a_stream_lost_while_armed_hal
                     await reflex.query_stats()
             with pytest.raises(ReflexRefused, match="stream"):
                 await reflex.arm(LIMIT_N)
+
+
+async def test_a_halt_the_robot_cannot_take_is_reported_failed_at_once_and_the_link_returns_with_the_robot() -> None:
+    with sim_rig() as rig:
+        tripped = anyio.Event()
+        reflex = ReflexProcess(rig.config(), on_trip=lambda trip: tripped.set())
+        async with running(reflex):
+            token = await reflex.arm(LIMIT_N)
+            robot_task = rig.tasks.pop()
+            robot_task.cancel()  # the robot goes away while the motion is guarded
+            with contextlib.suppress(BaseException):
+                await anyio.to_thread.run_sync(robot_task.result, WAIT_S)
+            rig.force(35.0)
+            with anyio.fail_after(WAIT_S):
+                await tripped.wait()
+            trip = await reflex.disarm(token)
+            assert trip is not None and not trip.halt_ok and "not delivered" in trip.error
+            assert trip.halted_at - trip.detected_at < 0.2  # told as soon as every path failed, not at the timeout
+            with pytest.raises(ReflexRefused, match="robot halt link"):
+                await reflex.arm(LIMIT_N)
+            rig.force(5.0)
+            halted = threading.Event()
+            robot = SimRobot(SimRobotConfig(port=rig.robot_port), on_halt=lambda t: halted.set())
+            task, _ = rig.portal.start_task(robot.serve)
+            rig.tasks.append(task)
+            with anyio.fail_after(WAIT_S):
+                await reflex.wait_can_guard()  # reconnected by itself
+            token = await reflex.arm(LIMIT_N)
+            rig.force(35.0)
+            assert await wait_thread_event(halted) and robot.halted
+            trip = await reflex.disarm(token)
+            assert trip is not None and trip.halt_ok
 
 
 async def test_start_fails_clearly_when_the_relay_port_is_taken() -> None:
