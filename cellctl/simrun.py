@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,7 @@ async def simulate(opts: SimOptions) -> dict[str, Any]:
     finally:
         if log is not None:
             log.close()
-    reasons = Counter(r.reason.split(":")[0] for r in data.reports if r.outcome.value == "handoff")
+    reasons = data.handoff_reasons
     done = data.counts.get("done", 0)
     return {
         "task": opts.task, "seed": opts.seed, "cycles": data.cycles, "faults": opts.faults, "end_state": end,
@@ -83,7 +82,7 @@ async def simulate(opts: SimOptions) -> dict[str, Any]:
         "virtual_s": round(virtual, 3),
         "units_per_hour": round(done * 3600.0 / virtual, 1) if virtual > 0 else 0.0,
         "trace_sha256": hasher.hexdigest(), "transitions": hasher.transitions,
-        "reports": len(data.reports),
+        "reports": sum(data.counts.values()),
         "log": str(opts.log) if opts.log is not None else None,
     }
 

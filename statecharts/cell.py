@@ -20,7 +20,7 @@ report is still delivered, see `tasks.run_task`); holding, suspending and stoppi
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,6 +35,7 @@ from .workcell import TaskOutcome, TaskReport, Workcell
 __all__ = ["CellData", "FaultRepeat", "build", "fault_key"]
 
 TaskMix = Literal["stow", "pick", "mixed"]
+REPORTS_KEPT = 1000  # a cell runs for months: the counters are totals, the reports kept are the latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ class CellData:
     cycles: int = 0  # tasks ended with a report (an interrupted one too)
     interrupted: int = 0  # of which cut short by a hold, suspend, stop or abort (they do not count to max_cycles)
     counts: Counter[str] = field(default_factory=Counter)  # reports by outcome
-    reports: list[TaskReport] = field(default_factory=list)
+    handoff_reasons: Counter[str] = field(default_factory=Counter)  # by the reason's first clause
+    reports: deque[TaskReport] = field(default_factory=lambda: deque(maxlen=REPORTS_KEPT))  # the latest
     last_starved: Starved | None = None
     stop_reason: str = ""  # why the cell aborted / last safe-move failure
     fault_repeat: FaultRepeat | None = None  # None: repeated faults do not hold the cell
@@ -80,6 +82,8 @@ class CellData:
         """A report was delivered: the counters the status line, the summary and the FC show."""
         self.cycles += 1
         self.counts[report.outcome.value] += 1
+        if report.outcome is TaskOutcome.HANDOFF:
+            self.handoff_reasons[report.reason.split(":")[0]] += 1
         self.reports.append(report)
 
     def count_interrupted(self, report: TaskReport) -> None:

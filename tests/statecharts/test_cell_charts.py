@@ -307,7 +307,7 @@ def test_cell_runs_n_cycles_to_complete_with_counts() -> None:
     assert data.cycles == 3 and data.seq == 3
     assert dict(data.counts) == {"done": 2, "handoff": 1}
     assert [r.task_id for r in wc.reports] == ["stow-000000", "stow-000001", "stow-000002"]
-    assert data.reports == wc.reports
+    assert list(data.reports) == wc.reports
 
 
 def test_cell_mixed_alternates_stow_and_pick() -> None:
@@ -544,3 +544,13 @@ def test_fault_key_ignores_numbers() -> None:
     assert cell.fault_key("approach fault (code 3): F/T stream stale: x") == \
         cell.fault_key("eject_item unavailable: F/T stream stale: x")
     assert cell.fault_key("approach fault: F/T stream stale") != cell.fault_key("approach fault: heartbeat lost")
+
+
+def test_the_counters_are_totals_and_the_reports_kept_are_bounded() -> None:
+    data = cell.CellData(FakeWorkcell())
+    for n in range(cell.REPORTS_KEPT + 500):
+        data.count(TaskReport(task_id=f"stow-{n:06d}", task="stow", outcome=TaskOutcome.HANDOFF,
+                              reason="no_space: nothing fits", started_s=0.0, ended_s=1.0))
+    assert data.cycles == cell.REPORTS_KEPT + 500 and data.counts["handoff"] == cell.REPORTS_KEPT + 500
+    assert data.handoff_reasons == {"no_space": cell.REPORTS_KEPT + 500}
+    assert len(data.reports) == cell.REPORTS_KEPT and data.reports[-1].task_id == f"stow-{cell.REPORTS_KEPT + 499:06d}"
