@@ -1,13 +1,16 @@
 """Approximately flat patches on a segment (e.g. candidate suction/contact faces).
 
 Method: voxel-downsample, estimate normals (open3d, oriented toward the camera at the
-origin), then iteratively fit planes with open3d's RANSAC `segment_plane`. The inliers of each
+origin), then iteratively fit planes by RANSAC (`_ransac_plane`, numpy). The inliers of each
 plane are kept only where their normal agrees with the plane's normal (so a plane does not
 swallow the edge of a neighbouring face), then split into spatially connected pieces
 (open3d DBSCAN); each piece, plus the on-plane points next to it that failed the normal test
 (normals blur within a few mm of an edge), is a patch. Area is the area of the convex hull of the piece
 projected onto its plane (exact for convex faces, an over-estimate for non-convex ones).
-Deterministic: the RANSAC seed is fixed per call.
+Deterministic: the same points and seed give bit-identical patches in any process or thread.
+The RANSAC draws its samples from a generator local to the call (`numpy.random.default_rng(seed)`)
+and evaluates them in a fixed order. (open3d's `segment_plane` is not: its iterations run in
+parallel and its early stop depends on which finish first, and its seed is process-global.)
 """
 
 from __future__ import annotations
@@ -75,6 +78,78 @@ def _dbscan(pts: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     return labels
 
 
+RANSAC_ITERATIONS = 200
+RANSAC_PROBABILITY = 0.99999999  # open3d's default: stop once a better plane is this unlikely
+_RANSAC_CHUNK = 32  # hypotheses evaluated per batch (the stop test runs per hypothesis all the same)
+
+
+def _ransac_plane(
+    pts: np.ndarray,
+    dist: float,
+    rng: np.random.Generator,
+    iterations: int = RANSAC_ITERATIONS,
+    probability: float = RANSAC_PROBABILITY,
+) -> tuple[np.ndarray, np.ndarray]:
+    """RANSAC plane on `pts` (N >= 3): unit normal (least squares on the inliers) and the inlier indices (ascending).
+
+    As open3d's `segment_plane(dist, 3, iterations, probability)`, but deterministic: each hypothesis is the plane
+    through 3 distinct points drawn from `rng`; its inliers are the points closer than `dist`; the best hypothesis
+    has the most inliers, then the lowest RMS inlier distance, then the lowest index. Hypotheses are taken in order
+    and the search stops before hypothesis k once k exceeds log(1 - probability) / log(1 - fitness^3) for the best
+    fitness (inlier fraction) among the first k, as open3d does sequentially. The final inliers are those of the best
+    hypothesis; the normal is refitted to them. Returns an empty index array when every sample is degenerate.
+    """
+    n = pts.shape[0]
+    # Three distinct indices per hypothesis, uniformly: a in [0, n), b in [0, n) minus a, c minus both.
+    a = rng.integers(0, n, iterations)
+    b = rng.integers(0, n - 1, iterations)
+    b += b >= a
+    c = rng.integers(0, n - 2, iterations)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    c += c >= lo
+    c += c >= hi
+    normal = np.cross(pts[b] - pts[a], pts[c] - pts[a])
+    norm = np.sqrt(np.sum(normal * normal, axis=1))
+    valid = norm > 0
+    normal[valid] /= norm[valid, None]
+    offset = -np.sum(normal * pts[a], axis=1)
+    log_miss = math.log(1.0 - probability) if probability < 1.0 else -math.inf
+    x, y, z = (np.ascontiguousarray(pts[:, i : i + 1]) for i in range(3))
+    best = (-1, math.inf, -1)  # (inliers, RMS, hypothesis) of the best so far
+    for start in range(0, iterations, _RANSAC_CHUNK):
+        stop = min(start + _RANSAC_CHUNK, iterations)
+        nk = normal[start:stop]
+        # Element-wise (no BLAS), so each distance is computed the same way whatever the threading.
+        d = np.abs(x * nk[:, 0] + y * nk[:, 1] + z * nk[:, 2] + offset[start:stop])  # (n, chunk)
+        inl = d < dist
+        count = np.count_nonzero(inl, axis=0)
+        count[~valid[start:stop]] = 0
+        sq = np.sum(np.where(inl, d * d, 0.0), axis=0)
+        done = False
+        for j in range(stop - start):
+            k = start + j
+            if best[0] > 0:
+                fitness = best[0] / n
+                if fitness >= 1.0 or k > log_miss / math.log1p(-(fitness**3)):
+                    done = True  # open3d's early stop, decided in hypothesis order
+                    break
+            cnt = int(count[j])
+            if cnt == 0:
+                continue
+            rms = math.sqrt(float(sq[j]) / cnt)
+            if cnt > best[0] or (cnt == best[0] and rms < best[1]):
+                best = (cnt, rms, k)
+        if done:
+            break
+    if best[0] < 3:
+        return np.zeros(3), np.zeros(0, dtype=np.int64)
+    nk, ok = normal[best[2]], offset[best[2]]
+    inliers = np.flatnonzero(np.abs(x * nk[0] + y * nk[1] + z * nk[2] + ok)[:, 0] < dist)  # as counted above
+    q = pts[inliers] - pts[inliers].mean(axis=0)
+    cov = np.array([[np.sum(q[:, i] * q[:, j]) for j in range(3)] for i in range(3)])  # no BLAS either
+    return np.linalg.eigh(cov)[1][:, 0], inliers  # least-squares normal: the smallest eigenvalue's vector
+
+
 def find_patches(
     points: np.ndarray,
     *,
@@ -119,19 +194,14 @@ def find_patches(
     all_nrm = np.asarray(pcd.normals).copy()
     remaining = np.arange(all_pts.shape[0])
     cos_max = math.cos(math.radians(angle))
-    o3d.utility.random.seed(int(seed))
+    rng = np.random.default_rng(int(seed))
     patches: list[Patch] = []
     for _ in range(max_planes):
         if remaining.size < 3:
             break
-        sub = o3d.geometry.PointCloud()
-        sub.points = o3d.utility.Vector3dVector(all_pts[remaining])
-        model, inliers = sub.segment_plane(dist, 3, 200)
-        inliers = np.asarray(inliers, dtype=np.int64)
+        n, inliers = _ransac_plane(all_pts[remaining], dist, rng)
         if inliers.size < 3:
             break
-        n = np.asarray(model[:3], dtype=np.float64)
-        n /= np.linalg.norm(n)
         idx = remaining[inliers]
         if np.mean(all_pts[idx] @ n) > 0:
             n = -n  # face the camera
