@@ -50,6 +50,7 @@ from statecharts.workcell import (
 )
 
 from .reflex import ForceGuard, Trip
+from .reflex_process import ReflexError, ReflexProcess, ReflexTrip
 from .simcell import Recorder
 
 log = structlog.get_logger("drivercell")
@@ -98,12 +99,19 @@ class DriverWorkcell:
         orders: OrderSource | None = None,
         recorder: Recorder | None = None,
         config: DriverCellConfig | None = None,
+        reflex: ReflexProcess | None = None,
     ) -> None:
         self.plc, self.robot, self.ft = plc, robot, ft
         self.perception, self.frames, self.orders = perception, frames, orders
         self.recorder = recorder
         self.config = config or DriverCellConfig()
+        # The force reflex: a process of its own (`reflex`, what `cellctl run` uses) or, without one, the in-loop
+        # guard tapping every sample. Either halts the robot itself, then tells this port.
+        self.reflex = reflex
         self.guard = ForceGuard(robot.halt, on_trip=self._on_trip)
+        if reflex is not None:
+            reflex.on_trip = self._on_reflex_trip
+            reflex.on_halting = lambda _token, _reason: robot.claim_halt()  # its HALT is ours
         self._arrivals = plc.arrivals.subscribe()  # from construction on: no arrival is missed
         self._peak = 0.0
         self._stop: tuple[MotionOutcome, str] | None = None
@@ -115,7 +123,8 @@ class DriverWorkcell:
         robot.events.add_tap(self._on_robot_event)
         self._motion_lock = anyio.Lock()
         self._halted = False  # HALT may be latched on the robot: release it before the next primitive
-        ft.samples.add_tap(self.guard.tap)
+        if reflex is None:
+            ft.samples.add_tap(self.guard.tap)
         ft.samples.add_tap(self._track_peak)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -135,6 +144,12 @@ class DriverWorkcell:
     def _on_trip(self, trip: Trip) -> None:
         self._rec("reflex.trip", {"force_n": round(trip.sample.force_magnitude, 3), "limit_n": trip.limit_n,
                                   "reaction_ms": round((trip.halted_at - trip.detected_at) * 1e3, 3)})
+
+    def _on_reflex_trip(self, trip: ReflexTrip) -> None:
+        self._rec("reflex.trip", {"force_n": round(trip.force_n, 3) if trip.force_n == trip.force_n else None,
+                                  "limit_n": trip.limit_n, "reason": trip.reason, "halt_ok": trip.halt_ok,
+                                  "reaction_ms": round(trip.reaction_s * 1e3, 3) if trip.halt_ok else None,
+                                  "process": True})
 
     def _frame(self) -> PodFrame:
         pod = self.plc.last_pod
@@ -321,11 +336,21 @@ class DriverWorkcell:
                                 detail=f"F/T stream {self.ft.state.value}: {NO_BLIND_MOTION}")
         self._peak, self._stop = 0.0, None
         tripped = False
-        if limit is not None:
+        token: int | None = None
+        trip: ReflexTrip | None = None
+        if limit is not None and self.reflex is not None:
+            self.robot.expect_halt(True)  # a HALT latched while armed is judged by the disarm below
+            try:
+                token = await self.reflex.arm(limit)
+            except ReflexError as exc:
+                self.robot.expect_halt(False)
+                return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0,
+                                    detail=f"force reflex not ready ({exc}): {NO_BLIND_MOTION}")
+        elif limit is not None:
             self.guard.arm(limit)
         try:
             async with anyio.create_task_group() as tg:
-                if limit is not None:
+                if limit is not None and self.reflex is None:  # the reflex process halts on its own stale stream
                     tg.start_soon(self._watch_ft, ft_status)
                 if motion.vacuum_kpa is not None and prim is not rm.Primitive.ATTACH:
                     tg.start_soon(self._watch_suction, motion.vacuum_kpa)
@@ -337,8 +362,20 @@ class DriverWorkcell:
             self._halted = True  # cancelled: the driver halted the running primitive
             raise
         finally:
-            tripped = limit is not None and not self.guard.armed
-            self.guard.disarm()
+            if token is not None and self.reflex is not None:
+                with anyio.CancelScope(shield=True):
+                    trip = await self.reflex.disarm(token)  # waits for a trip whose HALT is on its way
+                    if trip is not None and not trip.halt_ok:  # the reflex could not deliver it: halt from here
+                        self._halted = True
+                        await self.robot.halt()
+                self.robot.expect_halt(False)
+                tripped = trip is not None and trip.reason == "force"
+                if trip is not None and trip.reason != "force":  # its own stream went stale while armed
+                    self._halted = True
+                    self._stop = self._stop or (MotionOutcome.FAULT, f"F/T stream stale: {NO_BLIND_MOTION}")
+            else:
+                tripped = limit is not None and not self.guard.armed
+                self.guard.disarm()
         if tripped:
             self._halted = True  # the reflex sent HALT, even if the primitive completed just before it landed
         elif self._stop is None and result.outcome is Outcome.FAULT and result.fault_code == FaultCode.HALTED:

@@ -42,6 +42,7 @@ from .eventlog import EventLog
 from .logrecorder import REAL_SAMPLE_TOPICS, LogRecorder
 from .recording import COMMAND, RecordingWorkcell
 from .reflex import tune_interpreter_for_reflex
+from .reflex_process import ReflexConfig, ReflexProcess
 from .sensorlog import SensorLog
 from .stopsignals import SignalListener, StopPolicy, StopSignal
 from .worldperception import WorldPerception
@@ -333,28 +334,46 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
 
 
 def _incident_sources(cell: DriverWorkcell) -> dict[str, Callable[[], dict[str, int]]]:
-    ft = cell.ft
-    return {"plc": cell.plc.incidents.snapshot, "robot": cell.robot.incidents.snapshot,
-            "ft": lambda: {**ft.incidents.snapshot(), "lost": ft.stats.lost, "rejected": ft.stats.rejected,
-                           "late": ft.stats.late, "status_errors": ft.stats.status_errors}}
+    ft, reflex = cell.ft, cell.reflex
+    sources: dict[str, Callable[[], dict[str, int]]] = {
+        "plc": cell.plc.incidents.snapshot, "robot": cell.robot.incidents.snapshot,
+        "ft": lambda: {**ft.incidents.snapshot(), "lost": ft.stats.lost, "rejected": ft.stats.rejected,
+                       "late": ft.stats.late, "status_errors": ft.stats.status_errors}}
+    if reflex is not None:  # its counters (bad datagrams, foreign sources, restarts), numbers only
+        sources["reflex"] = lambda: {k: v for k, v in reflex.stats().items()
+                                     if isinstance(v, int) and not isinstance(v, bool)}
+    return sources
 
 
 async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCellDevices,
                    recorder: LogRecorder) -> DriverWorkcell:
-    """Start the drivers, the sensor log and the reflex against `ep`; return once PLC, robot and pod are up."""
+    """Start the force reflex process, the drivers and the sensor log against `ep`; return once the PLC, the
+    robot, the pod and the reflex are up. The reflex process reads the F/T sensor itself (and halts the robot on
+    its own Modbus connection); the main process's `FTSensor` reads the stream the reflex relays."""
     plc = PlcClient(cfg.plc.model_copy(update={"url": ep.opcua_url, "resume_after_seq": 0}))
     robot = RobotDriver(cfg.robot.model_copy(update={"host": ep.modbus[0], "port": ep.modbus[1]}))
-    ft = FTSensor(cfg.ft.model_copy(update={"host": ep.ft[0], "port": ep.ft[1]}))
+    ft_cfg = cfg.ft.model_copy(update={"host": ep.ft[0], "port": ep.ft[1]})
+    reflex = ReflexProcess(ReflexConfig.from_drivers(ft_cfg, robot.config))
+    waiting = "the force reflex process"
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT_S):
+            await tg.start(reflex.run)
+    except TimeoutError:
+        raise TimeoutError(f"no answer from {waiting} within {CONNECT_TIMEOUT_S:.0f} s") from None
+    ft = FTSensor(ft_cfg.model_copy(update={"host": reflex.relay[0], "port": reflex.relay[1]}))
     perception = WorldPerception(devices.cell)
     orders = SimOrders(devices) if cfg.cell.task == "pick" else None
     cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception, frames=WorldCamera(perception),
-                          orders=orders, recorder=recorder)
+                          orders=orders, recorder=recorder, reflex=reflex)
     sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)
     for task in (plc.run, robot.run, ft.run, sensors.run, cell.run):
         await tg.start(task)
     waiting = f"the PLC at {ep.opcua_url}"
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
+            waiting = "the force reflex process's F/T stream and robot link"
+            await reflex.wait_can_guard()
+            waiting = f"the PLC at {ep.opcua_url}"
             await plc.wait_connected()
             waiting = f"the robot at {ep.modbus[0]}:{ep.modbus[1]}"
             await robot.wait_ready()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import anyio
 
 from cellctl.drivercell import DriverWorkcell
+from cellctl.reflex_process import ReflexConfig, ReflexProcess
 from cellctl.runcell import WorldCamera
 from cellctl.worldperception import WorldPerception
 from drivers.ft import FTConfig, FTSensor, StreamState
@@ -30,7 +31,8 @@ class Cell:
 
 
 @asynccontextmanager
-async def driver_cell() -> AsyncIterator[Cell]:
+async def driver_cell(*, reflex_process: bool = False) -> AsyncIterator[Cell]:
+    """`reflex_process`: the force reflex in its own process (as `cellctl run`), else the in-loop guard."""
     devices = SimCellDevices(SimCellConfig(opcua_port=0, modbus_port=0, ft_port=0, seed=2, time_scale=0.05))
     async with anyio.create_task_group() as tg:
         with anyio.fail_after(WAIT_S):
@@ -38,9 +40,16 @@ async def driver_cell() -> AsyncIterator[Cell]:
             plc = PlcClient(PlcConfig(url=ep.opcua_url, publishing_interval_ms=20.0, resume_after_seq=0,
                                       backoff=BackoffConfig(initial_s=0.05, max_s=0.4, jitter_s=0.02)))
             robot = RobotDriver(RobotConfig(port=ep.modbus[1], reconnect_initial_s=0.02))
-            ft = FTSensor(FTConfig(host="127.0.0.1", port=ep.ft[1], bind_host="127.0.0.1"))
+            ft_config = FTConfig(host="127.0.0.1", port=ep.ft[1], bind_host="127.0.0.1")
+            reflex = None
+            if reflex_process:
+                reflex = ReflexProcess(ReflexConfig.from_drivers(ft_config, robot.config))
+                await tg.start(reflex.run)
+                ft_config = ft_config.model_copy(update={"host": reflex.relay[0], "port": reflex.relay[1]})
+            ft = FTSensor(ft_config)
             perception = WorldPerception(devices.cell)
-            port = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception, frames=WorldCamera(perception))
+            port = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception, frames=WorldCamera(perception),
+                                  reflex=reflex)
             for task in (plc.run, robot.run, ft.run, port.run):
                 await tg.start(task)
             await plc.wait_connected()
@@ -51,6 +60,8 @@ async def driver_cell() -> AsyncIterator[Cell]:
             with plc.pod.subscription() as pods:
                 if plc.last_pod is None:
                     await pods.receive()
+            if reflex is not None:
+                await reflex.wait_can_guard()
         yield Cell(devices, port, ft, plc, ep.modbus[1])
         tg.cancel_scope.cancel()
 

@@ -93,7 +93,7 @@ async def test_stop_mid_cycle_is_safe_and_closes_the_log(tmp_path: Path) -> None
     assert records[-1].payload["cycles"] == len(reports)
     # Driver incidents go to the log (and their sums to run.end), not only to stderr.
     assert any(r.topic == "driver.incidents" for r in records)
-    assert set(records[-1].payload["incidents"]) == {"plc", "robot", "ft"}
+    assert set(records[-1].payload["incidents"]) == {"plc", "robot", "ft", "reflex"}
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:

@@ -65,8 +65,8 @@ async def test_the_same_fault_every_cycle_holds_the_cell_with_an_alarm(tmp_path:
     held: list[str] = []
 
     async def forge_rdt_start(run: CellRun) -> None:
-        ft = run.data.workcell.inner.ft
-        sensor = (ft.config.host, ft.config.port)
+        reflex = run.data.workcell.inner.reflex  # it reads the sensor itself (and relays to the FTSensor)
+        sensor = (reflex.config.sensor_host, reflex.config.sensor_port)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as thief:
             thief.bind(("127.0.0.1", 0))
             thief.setblocking(False)
@@ -89,6 +89,6 @@ async def test_the_same_fault_every_cycle_holds_the_cell_with_an_alarm(tmp_path:
             summary = await run_cell(load_config(_config(tmp_path, "fault_repeat_limit = 3")), out=io.StringIO(),
                                      on_ready=lambda run: tg.start_soon(forge_rdt_start, run))
     assert held and held[0].startswith("the same fault 3 times in a row"), held
-    assert "F/T" in held[0]
+    assert "no force-guarded motion without it" in held[0]
     assert summary["end_state"] == "stopped"
     assert summary["outcomes"]["fault"] == 3 and summary["cycles"] == 3, summary
