@@ -56,7 +56,9 @@ from .simcell import Recorder
 log = structlog.get_logger("drivercell")
 
 _NOT_STARTED = {FaultCode.NOT_CONNECTED, FaultCode.PEER_HEARTBEAT_LOST, FaultCode.DRIVER_BUSY}
-NO_BLIND_MOTION = "no force-guarded motion without it"
+# One cause text per device trouble (the cell chart compares faults by it): the variable detail goes to the log.
+NO_FT = "no live F/T stream: no force-guarded motion without it"
+NO_REFLEX = "force reflex not ready: no force-guarded motion without it"
 EXTERNAL_HALT_TEXT = "halted externally: HALT latched by someone else (operator panel, safety PLC, another master)"
 
 class Perception(Protocol):
@@ -332,8 +334,8 @@ class DriverWorkcell:
                        ft_status: Subscription[StreamStatus]) -> MotionResult:
         limit = motion.force_limit_n
         if limit is not None and self.ft.state is not StreamState.LIVE:
-            return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0,
-                                detail=f"F/T stream {self.ft.state.value}: {NO_BLIND_MOTION}")
+            log.warning("guarded motion refused: F/T stream not live", stream=self.ft.state.value)
+            return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0, detail=NO_FT)
         self._peak, self._stop = 0.0, None
         tripped = False
         token: int | None = None
@@ -344,8 +346,10 @@ class DriverWorkcell:
                 token = await self.reflex.arm(limit)
             except ReflexError as exc:
                 self.robot.expect_halt(False)
-                return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0,
-                                    detail=f"force reflex not ready ({exc}): {NO_BLIND_MOTION}")
+                stream = self.reflex.stats().get("stream")
+                log.warning("guarded motion refused: the force reflex did not arm", error=str(exc), stream=stream)
+                why = NO_FT if self.reflex.alive and stream != "live" else NO_REFLEX
+                return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0, detail=why)
         elif limit is not None:
             self.guard.arm(limit)
         try:
@@ -372,7 +376,7 @@ class DriverWorkcell:
                 tripped = trip is not None and trip.reason == "force"
                 if trip is not None and trip.reason != "force":  # its own stream went stale while armed
                     self._halted = True
-                    self._stop = self._stop or (MotionOutcome.FAULT, f"F/T stream stale: {NO_BLIND_MOTION}")
+                    self._stop = self._stop or (MotionOutcome.FAULT, NO_FT)
             else:
                 tripped = limit is not None and not self.guard.armed
                 self.guard.disarm()
@@ -430,7 +434,7 @@ class DriverWorkcell:
         while True:
             s = await sub.receive()
             if s.state is StreamState.STALE:
-                await self._stop_motion(MotionOutcome.FAULT, f"F/T stream stale: {NO_BLIND_MOTION}")
+                await self._stop_motion(MotionOutcome.FAULT, NO_FT)
                 return
 
     async def _watch_suction(self, threshold_kpa: float) -> None:
