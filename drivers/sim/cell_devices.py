@@ -68,6 +68,7 @@ NOMINAL_FORCE_LIMIT_N: dict[Primitive, float] = {
 }
 SWEEP_NUDGE_MM = 0.5  # the sweep's bin is the one the blade pushes into from its entry x
 POLL_S = 0.01  # the conveyor's poll of the world and the PLC's acknowledged list
+KEPT_IDS = 1024  # item ids remembered: an item is announced again only while it is still at the pick-up point
 
 
 class DeviceStartError(RuntimeError):
@@ -356,7 +357,7 @@ class SimCellDevices:
         self.robot.model = self.model
         self._frame = PodFrame(pod_layout(self.cell.pod, self.cell.rows, self.cell.cols))
         self._presented = 0  # cell.pods generation last presented at the PLC (0: none yet)
-        self.posted: list[int] = []  # conveyor item ids posted to the PLC, in order
+        self.posted: deque[int] = deque(maxlen=KEPT_IDS)  # the latest conveyor item ids posted to the PLC
 
     def frame(self) -> PodFrame:
         """The pod frame of the pod presented at the station."""

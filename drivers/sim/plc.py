@@ -148,7 +148,7 @@ class PlcSim:
         self.controller_name = controller_name  # None: any session may acknowledge
         self.arrival_seq = 0
         self._log: deque[str] = deque(maxlen=history)  # JSON records, oldest first
-        self.acknowledged: list[str] = []
+        self.acknowledged: deque[str] = deque(maxlen=history)  # no more than the arrivals it may refer to
         self.index_count = 0
         self.speed_setpoint = 500.0
         self.pod_seq = 0

@@ -191,7 +191,7 @@ async def test_methods_reads_and_writes() -> None:
         assert await client.call("acknowledge_item", "ACK-ME") is True
         assert await client.call("acknowledge_item", "ACK-ME") is False  # already acknowledged
         assert await client.call("acknowledge_item", "NO-SUCH-ITEM") is False
-        assert sim.acknowledged == ["ACK-ME"]
+        assert list(sim.acknowledged) == ["ACK-ME"]
 
         assert await client.call("index_conveyor") is True
         assert await client.read("conveyor.index_count") == 1

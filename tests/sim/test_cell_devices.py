@@ -280,7 +280,7 @@ async def test_pod_and_arrivals_come_from_the_world_one_at_a_time() -> None:
         with anyio.fail_after(WAIT_S):
             second = await arrivals.receive()
         assert second.seq == first.seq + 1 and second.item_id != first.item_id
-        assert r.devices.posted == [int(first.item_id), int(second.item_id)]
+        assert list(r.devices.posted) == [int(first.item_id), int(second.item_id)]
         # the FC rotates the pod: the new one is presented once, and the robot's frame follows it
         assert await r.devices.present_pod() is False
         r.cell.pod = r.cell._new_pod()
