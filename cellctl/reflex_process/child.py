@@ -8,8 +8,9 @@ Sockets it owns, served by one `select.poll` loop on one thread:
 - sensor: UDP, sends the RDT start request to the F/T sensor and receives its stream. Only datagrams from the
   configured sensor address are accepted (others are counted as foreign and dropped). Each record is checked
   against the armed limit *before* it is relayed.
-- relay: UDP on `relay_host:relay_port`, an RDT "sensor" for the main process's unchanged `FTSensor`: whoever
-  last sent a start request there gets every sensor datagram, byte for byte, from this socket. Its start
+- relay: UDP on `relay_host:relay_port`, an RDT "sensor" for the main process's unchanged `FTSensor`: the
+  client that sent a start request there gets every sensor datagram, byte for byte, from this socket (with
+  `relay_sticky`, only the first client ever: the main FTSensor; start requests from others are refused). Its start
   request is passed on to the sensor (always as "stream forever": the sensor renumbers from 1, as the
   FTSensor expects), a bias request is passed on, a stop request only stops the relaying (the sensor keeps
   streaming for the reflex).
@@ -89,6 +90,7 @@ DEFAULTS: dict[str, object] = {
     "nice": 0,
     "cpus": None,
     "halt_on_stale": True,
+    "relay_sticky": True,
 }
 
 
@@ -310,6 +312,7 @@ class Reflex:
         self.last_seq: int | None = None
         self.last_force = math.nan
         self.client: tuple[str, int] | None = None
+        self.owner: tuple[str, int] | None = None  # the first client (the main FTSensor); relay_sticky: the only one
         self.client_left = 0  # records still to relay to a client that asked for a count (0: forever)
         # robot
         self.link = RobotLink(self, "halt")
@@ -320,8 +323,9 @@ class Reflex:
         self.next_health = 0.0
         self.counters: dict[str, int] = {
             "received": 0, "relayed": 0, "checked": 0, "foreign": 0, "bad_length": 0, "out_of_range": 0,
-            "lost": 0, "status_errors": 0, "relay_bad_requests": 0, "relay_starts": 0, "relay_stops": 0,
-            "relay_send_errors": 0, "restart_requests": 0, "stale": 0, "arms": 0, "disarms": 0, "trips": 0,
+            "lost": 0, "status_errors": 0, "relay_bad_requests": 0, "relay_refused": 0, "relay_starts": 0,
+            "relay_stops": 0, "relay_send_errors": 0, "restart_requests": 0, "stale": 0, "arms": 0, "disarms": 0,
+            "trips": 0,
             "halts_failed": 0, "halt_hedges": 0, "refused": 0, "bad_control": 0, "robot_connect_failed": 0,
             "robot_link_lost": 0, "robot_probe_missed": 0, "robot_unexpected_response": 0,
             "robot_exception": 0, "socket_errors": 0,
@@ -619,6 +623,11 @@ class Reflex:
             command, n = req
             source = (str(addr[0]), int(addr[1]))
             if command == CMD_START:
+                if self.cfg["relay_sticky"] and self.owner not in (None, source):
+                    self.count("relay_refused", "start request from someone other than the relay's client refused",
+                               source=f"{source[0]}:{source[1]}")
+                    continue
+                self.owner = source
                 self.client, self.client_left = source, n
                 self.counters["relay_starts"] += 1
                 self._request_sensor(CMD_START)  # the sensor renumbers from 1, as the client expects

@@ -81,6 +81,7 @@ class ReflexConfig(BaseModel):
     stale_after_s: float = Field(0.05, gt=0, le=5.0)
     restart_interval_s: float = Field(0.25, gt=0, le=10.0)
     halt_on_stale: bool = True  # armed and the stream goes stale: halt (trip reason "stale")
+    relay_sticky: bool = True  # the relay serves only its first client (the main FTSensor): no one can take it over
     heartbeat_period_s: float = Field(0.1, gt=0, le=2.0)
     heartbeat_timeout_s: float = Field(0.5, gt=0, le=10.0)  # no message for this long: the child is killed
     ack_timeout_s: float = Field(0.25, gt=0, le=5.0)

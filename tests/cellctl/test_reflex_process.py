@@ -368,3 +368,29 @@ def test_the_child_imports_nothing_heavy() -> None:
             "('anyio', 'pydantic', 'numpy', 'open3d', 'structlog', 'pymodbus', 'asyncio'))))")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+async def test_the_relay_serves_its_first_client_only() -> None:
+    with sim_rig() as rig:
+        reflex = ReflexProcess(rig.config())
+        async with running(reflex):
+            first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            thief = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                for s in (first, thief):
+                    s.bind(("127.0.0.1", 0))
+                    s.settimeout(WAIT_S)
+                first.sendto(encode_request(Command.START), reflex.relay)
+                first.recvfrom(64)  # the relay streams to its client
+                thief.sendto(encode_request(Command.START), reflex.relay)
+                with anyio.fail_after(WAIT_S):
+                    while (await reflex.query_stats())["relay_refused"] < 1:
+                        pass
+                received = [first.recvfrom(64)[0] for _ in range(20)]  # still streaming to the first client
+                assert all(len(d) == RECORD.size for d in received)
+                thief.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    thief.recvfrom(64)  # nothing was ever relayed to the thief
+            finally:
+                first.close()
+                thief.close()
