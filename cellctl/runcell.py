@@ -357,20 +357,15 @@ async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCel
     waiting = "the force reflex process"
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
-            await tg.start(reflex.run)
-    except TimeoutError:
-        raise TimeoutError(f"no answer from {waiting} within {CONNECT_TIMEOUT_S:.0f} s") from None
-    ft = FTSensor(ft_cfg.model_copy(update={"host": reflex.relay[0], "port": reflex.relay[1]}))
-    perception = WorldPerception(devices.cell)
-    orders = SimOrders(devices) if cfg.cell.task == "pick" else None
-    cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception, frames=WorldCamera(perception),
-                          orders=orders, recorder=recorder, reflex=reflex)
-    sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)
-    for task in (plc.run, robot.run, ft.run, sensors.run, cell.run):
-        await tg.start(task)
-    waiting = f"the PLC at {ep.opcua_url}"
-    try:
-        with anyio.fail_after(CONNECT_TIMEOUT_S):
+            await tg.start(reflex.run)  # first: the FTSensor reads the stream it relays
+            ft = FTSensor(ft_cfg.model_copy(update={"host": reflex.relay[0], "port": reflex.relay[1]}))
+            perception = WorldPerception(devices.cell)
+            orders = SimOrders(devices) if cfg.cell.task == "pick" else None
+            cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception,
+                                  frames=WorldCamera(perception), orders=orders, recorder=recorder, reflex=reflex)
+            sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)
+            for task in (plc.run, robot.run, ft.run, sensors.run, cell.run):
+                await tg.start(task)
             waiting = "the force reflex process's F/T stream and robot link"
             await reflex.wait_can_guard()
             waiting = f"the PLC at {ep.opcua_url}"

@@ -7,7 +7,7 @@ the same stop again and is ignored (and logged).
 
 Python's signal handlers do not see who sent a signal, so `SignalListener.install()` blocks SIGINT and
 SIGTERM in the calling thread (call it first, before any other thread starts: threads inherit the mask) and
-a thread takes them with `sigtimedwait`, which gives the sender. Signals that come before the controller
+a thread takes them with `sigwaitinfo`, which gives the sender. Signals that come before the controller
 listens wait in the queue; none kills the process before its log is closed.
 """
 
@@ -69,7 +69,6 @@ class SignalListener:
         self._lock = threading.Lock()
         self._deliver: Callable[[StopSignal], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._take, name="stop-signals", daemon=True)
 
     @classmethod
@@ -93,15 +92,9 @@ class SignalListener:
         with self._lock:
             self._deliver = self._loop = None
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1.0)
-
     def _take(self) -> None:
-        while not self._stop.is_set():
-            info = signal.sigtimedwait(SIGNALS, 0.1)
-            if info is None:
-                continue
+        while True:  # a daemon thread: it ends with the process
+            info = signal.sigwaitinfo(SIGNALS)
             sig = StopSignal(info.si_signo, info.si_code, info.si_pid, time.monotonic())
             with self._lock:
                 if self._loop is None or self._deliver is None:
@@ -113,10 +106,6 @@ class SignalListener:
             except RuntimeError:  # the loop closed meanwhile
                 with self._lock:
                     self._pending.append(sig)
-
-    def pending(self) -> list[StopSignal]:
-        with self._lock:
-            return list(self._pending)
 
 
 _process_listener: SignalListener | None = None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -180,6 +180,32 @@ class RobotExceptionResponse(RobotCommError):
 _TERMINAL = {Status.DONE: Outcome.DONE, Status.FAULT: Outcome.FAULT, Status.HALTED: Outcome.FAULT}
 
 
+class _Writes:
+    """Our writes to some registers, so that a read of them can tell whether it may have seen one half done: a
+    read `clean` of its `mark` began after every write before it had settled (`settle_s`) and none overlapped it."""
+
+    def __init__(self, settle_s: float = 0.0) -> None:
+        self.settle_s = settle_s
+        self._gen = 0  # odd while a write is in flight; +2 per write
+        self._settled_at = 0.0  # time.monotonic() from which reads show the last write
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        self._gen += 1
+        try:
+            yield
+        finally:
+            self._gen += 1
+            self._settled_at = time.monotonic() + self.settle_s
+
+    def mark(self) -> tuple[int, float]:
+        return self._gen, time.monotonic()
+
+    def clean(self, mark: tuple[int, float]) -> bool:
+        gen, t0 = mark
+        return gen == self._gen and gen % 2 == 0 and t0 >= self._settled_at
+
+
 class RobotDriver:
     """Commands primitives, streams suction pressure, drives tool I/O, keeps both heartbeats, halts.
 
@@ -210,12 +236,11 @@ class RobotDriver:
         self._hb_counter = 0
         # Halt ownership: a HALT_ACTIVE this driver did not write is someone else's and is never released here.
         self._halt_ours = False  # we latched HALT (halt() or claim_halt()) and have not released it since
-        self._halt_gen = 0  # +1 when a HALT write starts and when it ends: a poll spanning one is not judged
-        self._halt_settled_at = 0.0  # monotonic time from which polls show the last HALT write
+        self._halt_writes = _Writes(self.config.halt_settle_s)  # a poll that may not show them is not judged
         self._external_halt = False
         self._halt_expected = False  # a co-operating halter is armed: a rise is judged by whoever armed it
         self._setpoints: dict[str, float] = {}  # tool setpoints as last written or read back
-        self._sp_gen = 0  # +1 when a setpoint write starts and ends: a read spanning one is not judged
+        self._setpoint_writes = _Writes()
 
     # --- public state -----------------------------------------------------------------------------------------
 
@@ -243,20 +268,24 @@ class RobotDriver:
 
     def mark_external_halt(self, detail: str = "") -> None:
         """HALT is latched and nobody here latched it (a primitive ended HALTED that this controller did not halt)."""
-        if not self._halt_ours and not self._external_halt:
-            self._external_halt = True
-            msg = "robot halted externally" + (f": {detail}" if detail else "")
-            self.incidents.count("external_halt", msg)
-            self._publish(EventKind.EXTERNAL_HALT, msg)
-            self._notify()
+        if not self._halt_ours:
+            self._set_external_halt(True, "robot halted externally" + (f": {detail}" if detail else ""))
 
     def claim_halt(self) -> None:
         """A co-operating halter of this controller (the reflex process) latched HALT: it is ours."""
         self._halt_ours = True
-        if self._external_halt:
-            self._external_halt = False
-            self._publish(EventKind.EXTERNAL_HALT_RELEASED, "halt claimed by this controller's reflex")
-            self._notify()
+        self._set_external_halt(False, "halt claimed by this controller's reflex")
+
+    def _set_external_halt(self, latched: bool, message: str) -> None:
+        if latched is self._external_halt:
+            return
+        self._external_halt = latched
+        if latched:
+            self.incidents.count("external_halt", message)
+        else:
+            self.incidents.info(message)
+        self._publish(EventKind.EXTERNAL_HALT if latched else EventKind.EXTERNAL_HALT_RELEASED, message)
+        self._notify()
 
     @property
     def tool(self) -> ToolState | None:
@@ -457,7 +486,7 @@ class RobotDriver:
         unit = self.config.unit_id
         next_t = anyio.current_time()
         while True:
-            gen, t0 = self._halt_gen, time.monotonic()
+            mark = self._halt_writes.mark()
             try:
                 rsp = await self._request(
                     "poll", lambda c: c.read_input_registers(0, count=rm.IR_COUNT, device_id=unit)
@@ -465,9 +494,7 @@ class RobotDriver:
             except RobotCommError:
                 pass  # counted in _request
             else:
-                # Even generation: no HALT write in flight; unchanged: none began or ended during the read.
-                settled = gen == self._halt_gen and gen % 2 == 0 and t0 >= self._halt_settled_at
-                self._on_inputs(rsp.registers, judge_halt=settled)
+                self._on_inputs(rsp.registers, judge_halt=self._halt_writes.clean(mark))
             next_t += period
             now = anyio.current_time()
             if next_t < now - period:  # fell behind (stall): do not burst to catch up
@@ -485,12 +512,12 @@ class RobotDriver:
         """Tool setpoints read back: one that changed without a command from here is logged (another master)."""
         while True:
             await anyio.sleep(1.0 / self.config.setpoint_check_hz)
-            gen = self._sp_gen
+            mark = self._setpoint_writes.mark()
             try:
                 values = await self.read_setpoints()
             except RobotCommError:
                 continue  # counted in _request
-            if gen != self._sp_gen or gen % 2:
+            if not self._setpoint_writes.clean(mark):
                 continue  # one of ours was written meanwhile
             for f in _TOOL_SETPOINTS:
                 value, known = values[f.name], self._setpoints.get(f.name)
@@ -575,15 +602,11 @@ class RobotDriver:
         self._notify()
 
     def _judge_halt(self, active: bool) -> None:
-        if active and not self._halt_ours and not self._external_halt and not self._halt_expected:
-            self._external_halt = True
-            msg = "robot halted externally: HALT latched by another master; it stays until whoever set it releases it"
-            self.incidents.count("external_halt", msg)
-            self._publish(EventKind.EXTERNAL_HALT, msg)
+        if active and not self._halt_ours and not self._halt_expected:
+            self._set_external_halt(True, "robot halted externally: HALT latched by another master; it stays until "
+                                          "whoever set it releases it")
         elif not active and self._external_halt:
-            self._external_halt = False
-            self.incidents.info("external halt released")
-            self._publish(EventKind.EXTERNAL_HALT_RELEASED, "external halt released")
+            self._set_external_halt(False, "external halt released")
         elif not active and self._halt_ours:
             self._halt_ours = False  # our latch is gone (released by another master or a robot restart)
             self.incidents.count("halt_released_externally", "robot halt latch released by someone else")
@@ -709,12 +732,8 @@ class RobotDriver:
 
     async def _write_halt(self, value: int, what: str) -> bool:
         """HALT := value, hedged over the halt link, the main link and a fresh connection; True once one confirms."""
-        self._halt_gen += 1  # odd while the write is in flight
-        try:
+        with self._halt_writes.writing():
             return await self._write_halt_hedged(value, what)
-        finally:
-            self._halt_gen += 1
-            self._halt_settled_at = time.monotonic() + self.config.halt_settle_s
 
     async def _write_halt_hedged(self, value: int, what: str) -> bool:
         cfg = self.config
@@ -816,12 +835,9 @@ class RobotDriver:
     async def _set(self, f: rm.Field, value: float) -> None:
         if not f.in_range(value):
             raise ValueError(f"{f.name} = {value} outside [{f.lo}, {f.hi}] {f.unit}")
-        self._sp_gen += 1
-        try:
+        with self._setpoint_writes.writing():
             await self._write(f"set {f.name}", f.address, f.encode(value))
             self._setpoints[f.name] = f.decode(f.encode(value))  # as the register holds it
-        finally:
-            self._sp_gen += 1
 
     async def set_gripper_width(self, mm: float) -> None:
         await self._set(rm.GRIPPER_WIDTH_SP, mm)

@@ -9,7 +9,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -270,15 +270,13 @@ class EventLog:
                     raise KeyError(f"topic {topic!r} has no channel: call add_channel first")
                 self.add_channel(topic, type(payload))
                 channel_id = self._ids[topic]
-            try:
+            with self._on_disk():
                 self._writer.add_message(channel_id, log_time, data, log_time, self._records & 0xFFFF_FFFF)
                 self._records += 1
                 if time.monotonic() - self._last_flush >= self._flush_s:
                     self._flush_locked()
                 elif self._out.count >= self._rotate_bytes:
                     self._rotate()
-            except OSError as exc:
-                self._fail(exc)
 
     def flush(self) -> None:
         """End the chunk in progress (and pending batches) and hand everything to the OS now."""
@@ -286,10 +284,8 @@ class EventLog:
             if self._failure is not None:
                 return
             self._check_open()
-            try:
+            with self._on_disk():
                 self._flush_locked()
-            except OSError as exc:
-                self._fail(exc)
 
     def close(self) -> None:
         """Flush the batchers, finish the file (summary, footer) and stop the flusher. Idempotent."""
@@ -298,14 +294,13 @@ class EventLog:
                 return
             try:
                 if self._failure is None:
-                    for batcher in self._batchers:
-                        batcher.flush()
-                    self._writer.finish()
-                    if self._fsync:
-                        self._out.fsync()
-                    self._records_flushed = self._records
-            except OSError as exc:
-                self._fail(exc)
+                    with self._on_disk():
+                        for batcher in self._batchers:
+                            batcher.flush()
+                        self._writer.finish()
+                        if self._fsync:
+                            self._out.fsync()
+                        self._records_flushed = self._records
             finally:
                 self._closed = True
                 self._out.close()
@@ -322,6 +317,14 @@ class EventLog:
         self.close()
 
     # -- internals ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _on_disk(self) -> Iterator[None]:
+        """Disk I/O (with the lock held): an OSError marks the log failed instead of reaching the writer."""
+        try:
+            yield
+        except OSError as exc:
+            self._fail(exc)
+
     def _fail(self, exc: OSError) -> None:
         """Called with the lock held: stop writing, name the file, tell the owner once."""
         if self._failure is not None:
@@ -397,12 +400,12 @@ class EventLog:
                         return
                     if self._dirty():
                         try:
-                            self._flush_locked()
-                        except OSError as exc:
-                            self._fail(exc)
-                            return
+                            with self._on_disk():
+                                self._flush_locked()
                         except BaseException as exc:  # reported by the next write or close
                             self._error = exc
+                            return
+                        if self._failure is not None:
                             return
                     else:
                         self._last_flush = now
