@@ -1,0 +1,1 @@
+"""FC integration: the FC-facing OPC UA server, the durable outbox, crash recovery."""
