@@ -1,6 +1,6 @@
 """Benchmark: a long fault campaign — every taken item and order reported exactly once, memory flat.
 
-Each seed runs `cellctl sim` in-process on virtual time (`cellctl.simrun.run_sim`, the function the CLI
+Each seed runs `cellctl sim` in-process on virtual time (`cellctl.commands.sim.run_sim`, the function the CLI
 calls): the cell chart with its stow and pick charts against the simulated cell under a fault profile
 (`harsh` by default), for `--cycles` task cycles. The seeds run one after another in this one process,
 so whatever a run leaves behind (caches, registries, hooks) shows up as memory growth across runs, as it
@@ -39,9 +39,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from cellctl import simrun
-from cellctl.simcell import SimWorkcell
-from cellctl.simrun import SimOptions, run_sim
+from cellctl.commands import sim as simrun
+from cellctl.commands.sim import SimOptions, run_sim
+from cellctl.workcells.sim import SimWorkcell
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import PROFILES
 from statecharts.workcell import ItemArrival, PickOrder, TaskReport

@@ -7,7 +7,7 @@ Three processes besides this one:
   makes one path's force cross the limit; latency runs from the send time of the first crossing record to the
   arrival of the HALT write at that path's simulated robot (its request hook), both `time.perf_counter`
   (CLOCK_MONOTONIC, system-wide on Linux) in the rig.
-- the reflex process (`cellctl.reflex_process`, the default path), armed and disarmed by this process around
+- the reflex process (`cellctl.runtime.reflex_process`, the default path), armed and disarmed by this process around
   each crossing as the controller does around a guarded motion; this process also runs an `FTSensor` on its
   relay and a `RobotDriver` (polling at 200 Hz, releasing the latch before each trial), as the controller does.
 - the reference: a bare loop with no framework (blocking UDP receive, unpack, |F| > limit, blocking TCP send
@@ -205,8 +205,8 @@ async def measure(trials: int, load: bool, inloop: bool, sched: str, rig_rt: boo
     import anyio
 
     sys.path.insert(0, str(ROOT))
-    from cellctl.reflex import ForceGuard
-    from cellctl.reflex_process import ReflexConfig, ReflexError, ReflexProcess
+    from cellctl.runtime.reflex import ForceGuard
+    from cellctl.runtime.reflex_process import ReflexConfig, ReflexError, ReflexProcess
     from drivers.ft import FTConfig, FTSensor
     from drivers.robot import RobotConfig, RobotDriver
 
@@ -393,7 +393,7 @@ def main() -> None:
     import anyio
     import structlog
 
-    from cellctl.reflex import tune_interpreter_for_reflex
+    from cellctl.runtime.reflex import tune_interpreter_for_reflex
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -35,11 +35,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from cellctl.commands.replay import Entry, replay
+from cellctl.commands.sim import SimOptions, run_sim
 from cellctl.eventlog import FT_FIELDS, EventLog, SampleBatcher, read_log
 from cellctl.eventlog.batch import BATCH_SCHEMA_NAME
-from cellctl.logrecorder import SAMPLE_TOPICS, SCHEMAS, LogRecorder
-from cellctl.replay import Entry, replay
-from cellctl.simrun import SimOptions, run_sim
+from cellctl.eventlog.recorder import SAMPLE_TOPICS, SCHEMAS, LogRecorder
 
 FT_HZ = 1000.0
 FT_BATCH = 10  # samples per record: 10 ms at 1 kHz, as the cell batches them

@@ -1,3 +1,3 @@
-from .entry import main
+from cellctl.entry import main
 
 main()

@@ -14,13 +14,13 @@ import anyio
 import structlog
 import typer
 
+from cellctl import __version__
+from cellctl.commands.chart import ScriptedEvent, simulate
+from cellctl.runtime import logging as logs
 from statecharts import catalog
 from statecharts.engine import Chart, TraceRecord
 from statecharts.engine.check import check
 from statecharts.engine.export import to_mermaid, to_scxml
-
-from . import __version__, logs
-from .chartsim import ScriptedEvent, simulate
 
 app = typer.Typer(
     name="cellctl",
@@ -159,7 +159,7 @@ def log_show(
     short), or corrupt at byte N (the records before it are shown). Exits 0 for a complete or torn log, 2 if
     the file is missing, not a readable log, or corrupt.
     """
-    from .logshow import show
+    from cellctl.commands.log import show
 
     def error(text: str) -> None:
         typer.echo(text, err=True)
@@ -209,8 +209,8 @@ def run(
     clean stop or completion (a signal before the cell runs too), 1 when the cell aborted, 2 on bad input or
     when the cell had to stop because its event log could not be written (full disk).
     """
-    from .config import ConfigError, load_config
-    from .runcell import run_cell
+    from cellctl.commands.run import run_cell
+    from cellctl.config import ConfigError, load_config
 
     try:
         cfg = load_config(config, task=cell.value if cell is not None else None)
@@ -224,9 +224,8 @@ def run(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from cellctl.runtime.signals import process_listener
     from drivers.sim.cell_devices import DeviceStartError
-
-    from .stopsignals import process_listener
 
     try:
         summary = anyio.run(partial(run_cell, cfg, signals=process_listener()))
@@ -264,7 +263,7 @@ def sim(
     units_per_hour (virtual time) and trace_sha256 (the transition trace): the same seed prints the same
     output except wall_s.
     """
-    from .simrun import SimOptions, run_sim
+    from cellctl.commands.sim import SimOptions, run_sim
 
     try:
         summary = run_sim(SimOptions(task.value, cycles, seed, faults.value, log=log_file))  # type: ignore[arg-type]
@@ -292,8 +291,8 @@ def replay_cmd(
     replayed (missing, not MCAP, corrupt), 3 when the log ends without run.end (a killed run, a torn file)
     and what it holds replays without divergence.
     """
-    from .eventlog import LogFormatError, read_log
-    from .replay import Entry, ReplayError, ReplayLog, replay_log
+    from cellctl.commands.replay import Entry, ReplayError, ReplayLog, replay_log
+    from cellctl.eventlog import LogFormatError, read_log
 
     try:
         reader = read_log(file)
@@ -333,7 +332,7 @@ def devices(
     if not sim:
         message = "only --sim is supported: real devices are reached by the controller"
         raise typer.BadParameter(message, param_hint="--sim")
-    from .devices import DeviceStartError, SimDevices, SimDevicesConfig
+    from cellctl.commands.devices import DeviceStartError, SimDevices, SimDevicesConfig
 
     config = SimDevicesConfig(
         host=host, opcua_port=opcua_port, modbus_port=modbus_port, ft_port=ft_port, ft_rate_hz=ft_rate,

@@ -1,6 +1,6 @@
 """The process entry point. `cellctl run` takes SIGINT/SIGTERM itself, from before the first import that starts
 a thread (numpy's BLAS pool does): every thread then inherits the blocked mask and a signal always reaches the
-listener that knows its sender (see `stopsignals`)."""
+listener that knows its sender (see `runtime.signals`)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def verb(argv: list[str]) -> str | None:
 
 def main() -> None:
     if verb(sys.argv[1:]) == "run":
-        from .stopsignals import install_for_process
+        from cellctl.runtime.signals import install_for_process
 
         install_for_process()
-    from .cli import main as cli_main
+    from cellctl.cli import main as cli_main
 
     cli_main()

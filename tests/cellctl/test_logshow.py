@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cellctl.cli import app
+from cellctl.commands.log import line, summary
 from cellctl.eventlog import EventLog, LogRecord
-from cellctl.logrecorder import LogRecorder
-from cellctl.logshow import line, summary
+from cellctl.eventlog.recorder import LogRecorder
 
 runner = CliRunner()
 

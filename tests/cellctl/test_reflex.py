@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from cellctl.reflex import ForceGuard, Trip
+from cellctl.runtime.reflex import ForceGuard, Trip
 from drivers.streams import Topic
 from statecharts.engine import VirtualClock
 

@@ -20,14 +20,14 @@ import anyio
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from cellctl.reflex_process import (
+from cellctl.runtime.reflex_process import (
     ReflexConfig,
     ReflexProcess,
     ReflexRefused,
     ReflexTrip,
     ReflexUnavailable,
 )
-from cellctl.reflex_process import child as proto
+from cellctl.runtime.reflex_process import child as proto
 from drivers import robot_map as rm
 from drivers.ft import HEADER, RECORD, REQUEST, Command, FTConfig, FTSensor, StreamState, Wrench, encode_request
 from drivers.sim.ft_sensor import SimFTConfig, SimFTSensor

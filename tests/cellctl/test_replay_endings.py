@@ -16,9 +16,9 @@ from typing import Any
 from typer.testing import CliRunner
 
 from cellctl.cli import app
+from cellctl.commands.sim import SimOptions, run_sim
 from cellctl.eventlog import EventLog, read_log
-from cellctl.logrecorder import LogRecorder
-from cellctl.simrun import SimOptions, run_sim
+from cellctl.eventlog.recorder import LogRecorder
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""Who sent a stop signal decides whether a second one aborts (`cellctl.stopsignals`), and the entry point
+"""Who sent a stop signal decides whether a second one aborts (`cellctl.runtime.signals`), and the entry point
 finds the verb that needs its own signal listener."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 
 from cellctl.entry import verb
-from cellctl.stopsignals import SI_KERNEL, StopPolicy, StopSignal
+from cellctl.runtime.signals import SI_KERNEL, StopPolicy, StopSignal
 
 
 def term(t: float, pid: int = 4242) -> StopSignal:

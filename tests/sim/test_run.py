@@ -18,11 +18,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cellctl.cellrun import CellRun, Command
+from cellctl.commands.replay import Entry, replay
+from cellctl.commands.run import run_cell
 from cellctl.config import ConfigError, RunConfig, load_config
 from cellctl.eventlog import read_log
-from cellctl.replay import Entry, replay
-from cellctl.runcell import run_cell
+from cellctl.runtime.cell import CellRun, Command
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ import anyio
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from cellctl.cellrun import CellRun, Command
+from cellctl.commands.run import run_cell
 from cellctl.config import load_config
-from cellctl.runcell import run_cell
+from cellctl.runtime.cell import CellRun, Command
 from drivers import robot_map as rm
 from drivers.ft import Command as RdtCommand
 from drivers.ft import encode_request

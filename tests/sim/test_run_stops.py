@@ -19,11 +19,11 @@ from typing import Any
 import anyio
 import pytest
 
-from cellctl.cellrun import CellRun
+from cellctl.commands.run import run_cell
 from cellctl.config import load_config
 from cellctl.eventlog import read_log
 from cellctl.eventlog import writer as log_writer
-from cellctl.runcell import run_cell
+from cellctl.runtime.cell import CellRun
 from statecharts.workcell import Motion, MotionResult
 
 FAST = 0.05

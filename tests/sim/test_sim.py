@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cellctl.commands.replay import Entry, replay
+from cellctl.commands.sim import SimOptions, run_sim
 from cellctl.eventlog import read_log
-from cellctl.replay import Entry, replay
-from cellctl.simrun import SimOptions, run_sim
 
 
 def _sim(task: str, cycles: int, seed: int = 1, faults: str = "none", log: Path | None = None) -> dict:

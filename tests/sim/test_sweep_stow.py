@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from cellctl.commands.sim import SimOptions, run_sim
 from cellctl.eventlog import read_log
-from cellctl.simrun import SimOptions, run_sim
-from cellctl.worldperception import WorldPerception
+from cellctl.workcells.sim_perception import WorldPerception
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import profile
 from drivers.sim.world import Bin, Item, Pod, insert

@@ -9,7 +9,7 @@ from typing import TypeVar
 import anyio
 import pytest
 
-from cellctl.chartsim import ScriptedEvent, simulate
+from cellctl.commands.chart import ScriptedEvent, simulate
 from planning.retry import FailureKind
 from statecharts import catalog, cell, pick, stow
 from statecharts.engine import ChartRunner, TraceRecord, TraceRecorder, VirtualClock

@@ -1,6 +1,6 @@
 """The force reflex's own process: F/T stream in, limit check, HALT out, all without the controller's interpreter.
 
-Run as `python -I -S child.py <control fd> <config json>` by `cellctl.reflex_process.ReflexProcess`; it imports
+Run as `python -I -S child.py <control fd> <config json>` by `cellctl.runtime.reflex_process.ReflexProcess`; it imports
 the standard library only (no anyio, pydantic, numpy), so it starts in tens of milliseconds and has its own GIL.
 
 Sockets it owns, served by one `select.poll` loop on one thread:

@@ -5,19 +5,20 @@ force-guarded motion runs, suction pressure at 200 Hz while the cup is on, 10 Hz
 motion is watched; the same guards as the real cell stop the arm (force limit with back-off, vacuum lost,
 scene changed, sensor stale). Perception and planning run on rendered depth frames of the world.
 Sensor streams go to the recorder (the event log) when one is given; calls and replies are logged by
-`cellctl.recording.RecordingWorkcell` around this.
+`cellctl.workcells.recording.RecordingWorkcell` around this.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import numpy as np
 from pydantic import BaseModel
 
-from cellctl.worldperception import SimCameraConfig, WorldPerception
+from cellctl.eventlog.recorder import Recorder
+from cellctl.workcells.sim_perception import SimCameraConfig, WorldPerception
 from drivers.sim.cell import ROBOT_FAULT_CODE, Physics, SimCell, first_index, force_trace, pressure_trace
 from perception.change import depth_change
 from statecharts.workcell import (
@@ -45,14 +46,6 @@ FRAME_STALE_S = 0.5
 BACKOFF_MM_S = 50.0
 PERCEPTION_S = 0.25  # capture + compute latency, charged to the virtual clock
 HALT_S = 0.2
-
-
-class Recorder(Protocol):
-    """Where the simulated cell writes what its sensors and devices produced (the event log)."""
-
-    def record(self, topic: str, t_s: float, payload: BaseModel | dict[str, Any]) -> None: ...
-
-    def record_samples(self, topic: str, t0_s: float, rate_hz: float, columns: dict[str, np.ndarray]) -> None: ...
 
 
 class SimWorkcell:

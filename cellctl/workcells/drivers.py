@@ -23,6 +23,9 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import ValidationError
 
+from cellctl.eventlog.recorder import Recorder
+from cellctl.runtime.reflex import ForceGuard, Trip
+from cellctl.runtime.reflex_process import ReflexError, ReflexProcess, ReflexTrip
 from drivers import robot_map as rm
 from drivers.ft import FTSensor, StreamState, StreamStatus, Wrench
 from drivers.plc import PlcClient, PlcError, PlcStatus
@@ -48,10 +51,6 @@ from statecharts.workcell import (
     TaskReport,
     Verification,
 )
-
-from .reflex import ForceGuard, Trip
-from .reflex_process import ReflexError, ReflexProcess, ReflexTrip
-from .simcell import Recorder
 
 log = structlog.get_logger("drivercell")
 

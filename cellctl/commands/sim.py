@@ -9,17 +9,16 @@ from typing import Any
 
 import anyio
 
+from cellctl import __version__
+from cellctl.eventlog import EventLog
+from cellctl.eventlog.recorder import LogRecorder
+from cellctl.runtime.cell import Command, TraceHasher, cell_runner, start_cell
+from cellctl.workcells.recording import COMMAND, RecordingWorkcell
+from cellctl.workcells.sim import SimWorkcell
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import profile
 from statecharts.cell import TaskMix
 from statecharts.engine import VirtualClock
-
-from . import __version__
-from .cellrun import Command, TraceHasher, cell_runner, start_cell
-from .eventlog import EventLog
-from .logrecorder import LogRecorder
-from .recording import COMMAND, RecordingWorkcell
-from .simcell import SimWorkcell
 
 
 @dataclass(frozen=True)

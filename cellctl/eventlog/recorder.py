@@ -1,14 +1,17 @@
-"""The controller's recorder: the event log's channels, their JSON schemas, and sample batches."""
+"""The controller's recorder: the event log's channels, their JSON schemas, and sample batches.
+
+`Recorder` is the port the workcells and sensor taps write through; `LogRecorder` implements it over an `EventLog`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel
 
-from .eventlog import EventLog
-from .eventlog.batch import BATCH_SCHEMA_NAME, SampleBatcher
+from .batch import BATCH_SCHEMA_NAME, SampleBatcher
+from .writer import EventLog
 
 _OBJECT = {"type": "object"}
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -45,6 +48,14 @@ SAMPLE_TOPICS: dict[str, tuple[str, ...]] = {"ft.wrench": ("fz",), "robot.suctio
 # A real F/T sensor streams all six axes (the simulated cell logs the force it models, fz).
 REAL_SAMPLE_TOPICS: dict[str, tuple[str, ...]] = {"ft.wrench": ("fx", "fy", "fz", "tx", "ty", "tz"),
                                                   "robot.suction": ("kpa",)}
+
+
+class Recorder(Protocol):
+    """Where a workcell writes what its sensors and devices produced, and its calls and replies (the event log)."""
+
+    def record(self, topic: str, t_s: float, payload: BaseModel | dict[str, Any]) -> None: ...
+
+    def record_samples(self, topic: str, t0_s: float, rate_hz: float, columns: dict[str, np.ndarray]) -> None: ...
 
 
 class LogRecorder:

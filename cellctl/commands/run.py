@@ -6,8 +6,23 @@ the EOAT camera and perception run on the simulated world (the one device withou
 Every port call, reply, chart transition, command and sensor sample goes to an MCAP event log.
 Ctrl-C or SIGTERM stops the cell safely (PackML Stop: the current primitive is stopped, the arm retracts,
 the band hook lifts), then the log is closed; a second signal aborts (robot halted at once) when it is a
-terminal's second Ctrl-C or comes a grace period after the first (`stopsignals`). A log disk that fails stops
+terminal's second Ctrl-C or comes a grace period after the first (`runtime.signals`). A log disk that fails stops
 the cell the same safe way.
+
+The wiring (this module is the one place that puts the parts together)::
+
+    RunConfig ─► SimCellDevices (devices = "sim": PLC, robot, F/T servers on 127.0.0.1)
+                     │ Endpoints
+                     ▼
+    ReflexProcess (own process: F/T in, HALT out) ──relay──► FTSensor ─┐
+    PlcClient (OPC UA) ── RobotDriver (Modbus TCP) ────────────────────┤
+    WorldPerception + WorldCamera (the simulated world's camera)  ─────┤
+                                                                       ▼
+                                          DriverWorkcell ─► RecordingWorkcell ─► CellRun (cell chart)
+                                               │                   │                  ▲
+                    SensorLog (driver streams) ┴─► LogRecorder ◄───┘ transitions      │ commands
+                                                   (EventLog, MCAP)                   │
+                                       signals (runtime.signals) ─► Stopper ──────────┘
 """
 
 from __future__ import annotations
@@ -26,6 +41,18 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from cellctl import __version__
+from cellctl.config import ConfigError, RunConfig
+from cellctl.eventlog import EventLog
+from cellctl.eventlog.recorder import REAL_SAMPLE_TOPICS, LogRecorder
+from cellctl.eventlog.sensors import SensorLog
+from cellctl.runtime.cell import CellRun, Command, TraceHasher, cell_runner, start_cell
+from cellctl.runtime.reflex import tune_interpreter_for_reflex
+from cellctl.runtime.reflex_process import ReflexConfig, ReflexProcess
+from cellctl.runtime.signals import SignalListener, StopPolicy, StopSignal
+from cellctl.workcells.drivers import DriverWorkcell
+from cellctl.workcells.recording import COMMAND, RecordingWorkcell
+from cellctl.workcells.sim_perception import WorldPerception
 from drivers.ft import FTSensor
 from drivers.plc import PlcClient
 from drivers.robot import RobotDriver
@@ -33,19 +60,6 @@ from drivers.sim.cell import SimCell
 from drivers.sim.cell_devices import Endpoints, SimCellConfig, SimCellDevices
 from statecharts import cell as cell_chart
 from statecharts.workcell import PickOrder
-
-from . import __version__
-from .cellrun import CellRun, Command, TraceHasher, cell_runner, start_cell
-from .config import ConfigError, RunConfig
-from .drivercell import DriverWorkcell
-from .eventlog import EventLog
-from .logrecorder import REAL_SAMPLE_TOPICS, LogRecorder
-from .recording import COMMAND, RecordingWorkcell
-from .reflex import tune_interpreter_for_reflex
-from .reflex_process import ReflexConfig, ReflexProcess
-from .sensorlog import SensorLog
-from .stopsignals import SignalListener, StopPolicy, StopSignal
-from .worldperception import WorldPerception
 
 log = structlog.get_logger("run")
 MiB = 1024 * 1024

@@ -8,7 +8,7 @@
     trip = await reflex.disarm(token)                # the trip under this arming, if any
 
 The control channel is a SOCK_SEQPACKET socketpair (ordered, reliable, one JSON object per message, EOF when
-either side dies); see `cellctl.reflex_process.child` for the messages. Because the child announces a trip
+either side dies); see `cellctl.runtime.reflex_process.child` for the messages. Because the child announces a trip
 ("halting") *before* its HALT frame leaves, a HALT_ACTIVE seen afterwards by the main process can be attributed:
 call `pump()` (synchronous, drains the channel now) before deciding that a halt was set by someone else.
 """
@@ -132,7 +132,7 @@ class ReflexTrip:
     """A trip reported by the reflex process. Times are perf_counter values of the child (CLOCK_MONOTONIC,
     system-wide on Linux, so comparable with this process's perf_counter).
 
-    Shaped like `cellctl.reflex.Trip` (`sample.force_magnitude`, `limit_n`, `detected_at`, `halted_at`).
+    Shaped like `cellctl.runtime.reflex.Trip` (`sample.force_magnitude`, `limit_n`, `detected_at`, `halted_at`).
     """
 
     token: int

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import anyio
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
+from cellctl.eventlog.recorder import Recorder
 from statecharts.engine import TraceRecord
 from statecharts.workcell import (
     Eligibility,
@@ -73,10 +74,6 @@ def canonical(payload: Any) -> str:
 
 def transition_payload(record: TraceRecord) -> dict[str, Any]:
     return {"chart": record.chart, "state": record.state, "target": list(record.target), "event": record.event}
-
-
-class Recorder(Protocol):
-    def record(self, topic: str, t_s: float, payload: BaseModel | dict[str, Any]) -> None: ...
 
 
 class RecordingWorkcell:

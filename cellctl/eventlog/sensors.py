@@ -13,11 +13,10 @@ import anyio
 import numpy as np
 from anyio.abc import TaskStatus
 
+from cellctl.eventlog.recorder import Recorder
 from drivers.ft import FTSensor, Wrench
 from drivers.plc import PlcClient, PlcStatus
 from drivers.robot import RobotDriver, RobotEvent, SuctionSample
-
-from .simcell import Recorder
 
 BATCH_S = 0.01
 FT_COLUMNS = ("fx", "fy", "fz", "tx", "ty", "tz")

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from .eventlog import LogEnding, LogFormatError, LogRecord, is_batch, read_log
+from cellctl.eventlog import LogEnding, LogFormatError, LogRecord, is_batch, read_log
 
 WIDTH = 160  # a line is cut to this many characters
 TOPIC_WIDTH = 20
