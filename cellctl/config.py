@@ -1,7 +1,7 @@
 """`cellctl run` configuration: one TOML file, validated; an error names the file and the bad key.
 
     [cell]
-    devices = "sim"          # sim: the built-in simulated cell on loopback; real: the cell's devices
+    devices = "sim"          # sim: the built-in simulated cell on loopback; external: devices at the endpoints below
     task = "stow"            # stow | pick
     cycles = 0               # 0: run until stopped
 
@@ -16,9 +16,11 @@
     [plc]    # drivers.plc.PlcConfig      (url, node map, timeouts, security)
     [robot]  # drivers.robot.RobotConfig  (host, port, timeouts, heartbeat)
     [ft]     # drivers.ft.FTConfig        (host, port, stale_after_s; at most 1 s for a run)
+    [camera] # devices = "external" only: kind = "sim-service", host, port, request_timeout_s
 
 With devices = "sim", the simulated devices listen on the hosts and ports given there and the drivers are pointed
-at them (the `host`/`port`/`url` in `[plc]`, `[robot]`, `[ft]` are then ignored).
+at them (the `host`/`port`/`url` in `[plc]`, `[robot]`, `[ft]` and `[camera]` are then ignored). With
+devices = "external" the drivers connect to those endpoints (`cellctl devices --sim` serves a simulated cell there).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.ft import FTConfig
 from drivers.plc import PlcConfig
@@ -47,7 +49,7 @@ class _Section(BaseModel):
 
 
 class CellSection(_Section):
-    devices: Literal["sim", "real"] = "sim"
+    devices: Literal["sim", "external"] = "sim"
     task: Literal["stow", "pick"] = "stow"
     cycles: int = Field(0, ge=0, le=1_000_000_000, description="0: until stopped")
     # >= 0.05 s: a status loop spinning faster only takes CPU from the 1 kHz force reflex.
@@ -56,6 +58,14 @@ class CellSection(_Section):
     fault_repeat_limit: int = Field(3, ge=0, le=1000, description="hold with an alarm when this many tasks in a row "
                                     "end with the same fault (0: never)")
     fault_repeat_window_s: float = Field(600.0, gt=0, le=86_400, description="... within this window")
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _renamed(cls, value: object) -> object:
+        if value == "real":  # never started a cell: refused with the new name rather than kept as an alias
+            raise ValueError("'real' is now called 'external' (devices reached at the [plc], [robot], [ft] and "
+                             "[camera] endpoints): write devices = \"external\"")
+        return value
 
 
 class LogSection(_Section):
@@ -87,6 +97,33 @@ class SimSection(_Section):
     ft_rate_hz: float = Field(1000.0, ge=500, le=7000)
 
 
+class CameraConfig(_Section):
+    """[camera] (devices = "external"): the EOAT camera and its perception.
+
+    kind = "sim-service": the simulated cell's camera and perception served by `cellctl devices --sim`
+    (its --service-port) at host:port; each request (and the connect) must answer within request_timeout_s.
+    """
+
+    kind: Literal["sim-service"] = "sim-service"
+    host: str = Field("127.0.0.1", min_length=1, max_length=253)
+    port: int = Field(4850, ge=1, le=65535)
+    # A stow plan renders and perceives every bin of the pod: about a second on a slow machine.
+    request_timeout_s: float = Field(10.0, ge=0.1, le=120)
+
+    @field_validator("host")
+    @classmethod
+    def _host_text(cls, value: str) -> str:
+        if any(not c.isprintable() or c.isspace() for c in value):
+            raise ValueError(f"not a host name or address: {value!r}")
+        return value
+
+
+EXTERNAL_NEEDS_CAMERA = (
+    "cell.devices: 'external' needs a [camera] section: kind, host, port (request_timeout_s optional); "
+    "the only camera today is kind = 'sim-service', the simulated cell's camera and perception served by "
+    "`cellctl devices --sim` (e.g. [camera] kind = \"sim-service\", host = \"127.0.0.1\", port = 4850)")
+
+
 class RunFTConfig(FTConfig):
     """[ft] of a run: the driver's FTConfig with the staleness window a force-guarded motion can live with.
 
@@ -105,6 +142,13 @@ class RunConfig(_Section):
     plc: PlcConfig = PlcConfig()
     robot: RobotConfig = RobotConfig()
     ft: RunFTConfig = RunFTConfig()
+    camera: CameraConfig = CameraConfig()  # used with devices = "external" only, and there it must be given
+
+    @model_validator(mode="after")
+    def _external_needs_camera(self) -> RunConfig:
+        if self.cell.devices == "external" and "camera" not in self.model_fields_set:
+            raise ValueError(EXTERNAL_NEEDS_CAMERA)
+        return self
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -122,8 +166,9 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 
 # A model-level validator's error has the section as its location; its message starts with the field it is
-# about ("halt_hedge_s: must be shorter than halt_timeout_s"), which becomes part of the dotted key.
-_FIELD_FIRST = re.compile(r"([A-Za-z_]\w*): (.+)", re.DOTALL)
+# about ("halt_hedge_s: must be shorter than halt_timeout_s"; across sections "cell.devices: ..."), which becomes
+# part of the dotted key.
+_FIELD_FIRST = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*): (.+)", re.DOTALL)
 
 
 def _line(name: str, err: Any) -> str:
@@ -132,7 +177,7 @@ def _line(name: str, err: Any) -> str:
         text = str(err.get("ctx", {}).get("error", msg))
         m = _FIELD_FIRST.fullmatch(text)
         if m is not None:
-            loc, msg = (*loc, m[1]), m[2]
+            loc, msg = (*loc, *m[1].split(".")), m[2]
         else:
             msg = text
     return f"{name}: {_where(loc)}: {msg}"
