@@ -16,6 +16,7 @@
     [plc]    # drivers.plc.PlcConfig      (url, node map, timeouts, security)
     [robot]  # drivers.robot.RobotConfig  (host, port, timeouts, heartbeat)
     [ft]     # drivers.ft.FTConfig        (host, port, stale_after_s; at most 1 s for a run)
+    [fc]     # cellctl.fc.config.FcConfig (the FC-facing OPC UA server: host, port, path, store, ...)
     [camera] # devices = "external" only: kind = "sim-service", host, port, request_timeout_s
 
 With devices = "sim", the simulated devices listen on the hosts and ports given there and the drivers are pointed
@@ -33,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cellctl.fc.config import FcConfig
 from drivers.ft import FTConfig
 from drivers.plc import PlcConfig
 from drivers.robot import RobotConfig
@@ -143,6 +145,7 @@ class RunConfig(_Section):
     robot: RobotConfig = RobotConfig()
     ft: RunFTConfig = RunFTConfig()
     camera: CameraConfig = CameraConfig()  # used with devices = "external" only, and there it must be given
+    fc: FcConfig = FcConfig()
 
     @model_validator(mode="after")
     def _external_needs_camera(self) -> RunConfig:
