@@ -89,8 +89,8 @@ class WorldPerception:
         return depth + noise * np.float32(self.camera.noise_k) * np.nan_to_num(depth) ** 2
 
     def _geometry(self, b: Bin) -> BinGeometry:
-        origin = self.pose.to_camera(b, np.zeros((1, 3)))[0]
-        return BinGeometry(tuple(float(v) for v in origin), b.width_mm / 1e3, b.height_mm / 1e3, b.depth_mm / 1e3)
+        x, y, z = (float(v) for v in self.pose.to_camera(b, np.zeros((1, 3)))[0])
+        return BinGeometry((x, y, z), b.width_mm / 1e3, b.height_mm / 1e3, b.depth_mm / 1e3)
 
     def _face_map(self, b: Bin) -> FrontFaceMap:
         """The bin's front-face map, re-perceived only when the bin changed (the band held down by the hook)."""
