@@ -97,6 +97,9 @@ class SimSection(_Section):
     # >= 500 Hz: the force reflex is built for a 1 kHz stream, and at 500 Hz [ft] stale_after_s >= 0.01 s
     # still spans five sample periods (no stale flapping).
     ft_rate_hz: float = Field(1000.0, ge=500, le=7000)
+    # The simulated cell's FC: a real OPC UA client of the [fc] server that acknowledges every report and, in a
+    # pick run, requests picks of items the simulated world holds. false: an FC of your own connects instead.
+    fc_client: bool = True
 
 
 class CameraConfig(_Section):

@@ -7,6 +7,7 @@
                  -> completing -> complete (max_cycles reached)   -> suspending -> suspended (a task starved)
                  --cmd.hold--> holding -> held --cmd.unhold--> unholding -> execute
                  --cmd.suspend--> suspending -> suspended --cmd.unsuspend--> unsuspending -> execute
+                 --cmd.complete--> completing -> complete (the FC ends the run; the running task is cut short)
         complete --cmd.reset--> resetting
       [running] --cmd.stop--> stopping -> stopped
       clearing -> stopped
@@ -67,6 +68,8 @@ class CellData:
     config: TaskConfig = field(default_factory=TaskConfig)
     trace_hooks: Sequence[TraceHook] = ()
     seq: int = 0  # tasks started (the next task id)
+    task_prefix: str = ""  # before every task id: a run/boot tag, so ids stay unique across restarts
+    current_task: str = ""  # the id of the task running now ("" between tasks)
     cycles: int = 0  # tasks ended with a report (an interrupted one too)
     interrupted: int = 0  # of which cut short by a hold, suspend, stop or abort (they do not count to max_cycles)
     counts: Counter[str] = field(default_factory=Counter)  # reports by outcome
@@ -113,10 +116,14 @@ async def execute_cycles(ctx: ActivityContext) -> None:
         seq = data.seq
         data.seq += 1
         kind = data.kind_for(seq)
-        result = await run_task(
-            kind, data.workcell, task_id=f"{kind}-{seq:06d}", trace_hooks=data.trace_hooks, config=data.config,
-            on_unreturned=data.count_interrupted,  # a stop's `interrupted` report is counted too
-        )
+        data.current_task = f"{data.task_prefix}{kind}-{seq:06d}"
+        try:
+            result = await run_task(
+                kind, data.workcell, task_id=data.current_task, trace_hooks=data.trace_hooks, config=data.config,
+                on_unreturned=data.count_interrupted,  # a stop's `interrupted` report is counted too
+            )
+        finally:
+            data.current_task = ""
         if isinstance(result, Starved):
             ctx.post("task.starved", result)
             return
@@ -221,6 +228,7 @@ def build() -> Chart:
                             on("task.starved", "suspending", action=note_starved),
                             on("cmd.hold", "holding"),
                             on("cmd.suspend", "suspending"),
+                            on("cmd.complete", "completing"),
                         ],
                     ),
                     _acting("completing", complete_at_once, "complete"),

@@ -45,15 +45,17 @@ async def _replay(log: ReplayLog, incomplete: bool) -> tuple[Comparator, float]:
     port = ReplayWorkcell(comparator)
     task = log.meta.get("task", "stow")
     cycles = log.meta.get("cycles")
-    runner, data = cell_runner(port, task=task, max_cycles=cycles, hooks=[comparator.trace])
+    prefix = log.meta.get("task_prefix", "")  # a run's boot tag: the task ids the record holds
+    runner, data = cell_runner(port, task=task, max_cycles=cycles, hooks=[comparator.trace],
+                               task_prefix=prefix if isinstance(prefix, str) else "")
     with anyio.CancelScope() as scope:
         comparator.scope = scope
         async with anyio.create_task_group() as tg:
             if incomplete:  # past its last record the log has nothing to compare: stop there
                 tg.start_soon(_stop_at, comparator, log.last_s + log.time_tol_s + END_SLACK_S)
             run = await start_cell(tg, runner, data)
-            for t, name, after in log.commands:
-                await run.command(Command(name, after_state=after, at_s=t))
+            for t, name, after, data_ in log.commands:
+                await run.command(Command(name, after_state=after, at_s=t, data=data_))
             await run.wait_end()
             await runner.wait_idle()
             tg.cancel_scope.cancel()

@@ -32,7 +32,7 @@ import errno
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +46,12 @@ from cellctl.config import ConfigError, RunConfig
 from cellctl.eventlog import EventLog
 from cellctl.eventlog.recorder import REAL_SAMPLE_TOPICS, LogRecorder
 from cellctl.eventlog.sensors import SensorLog
+from cellctl.fc.control import ChartControl
+from cellctl.fc.recovery import Recovery, recover
+from cellctl.fc.reporting import FcOrders, ReportingWorkcell, StowJournal
+from cellctl.fc.server import FcServer
+from cellctl.fc.simclient import SimFc
+from cellctl.fc.store import CellStore, OutboxEntry
 from cellctl.runtime.cell import CellRun, Command, TraceHasher, cell_runner, start_cell
 from cellctl.runtime.reflex import tune_interpreter_for_reflex
 from cellctl.runtime.reflex_process import ReflexConfig, ReflexProcess
@@ -106,6 +112,7 @@ class RunStatus:
     run: CellRun | None = None
     stopping: str = ""
     stop_requested: bool = False
+    fc_url: str = ""
 
     def line(self) -> str:
         if self.run is None:
@@ -242,14 +249,51 @@ def _log_path(cfg: RunConfig) -> Path:
     return cfg.log.dir / f"cellctl-run-{cfg.cell.task}-{stamp}.mcap"
 
 
-def _meta(cfg: RunConfig) -> dict[str, Any]:
+def _meta(cfg: RunConfig, store: CellStore) -> dict[str, Any]:
     s = cfg.sim
     return {"mode": "run", "task": cfg.cell.task, "cycles": cfg.cell.cycles or None, "seed": s.seed,
-            "faults": s.faults, "cellctl": __version__}
+            "faults": s.faults, "cellctl": __version__, "task_prefix": _task_prefix(store), "boot": store.boot,
+            "store": str(store.path)}
+
+
+def _task_prefix(store: CellStore) -> str:
+    return f"r{store.boot}-"  # the store's boot count: task ids stay unique across restarts
+
+
+def _store_path(cfg: RunConfig) -> Path:
+    """`[fc] store` when given, else beside the event logs."""
+    return cfg.fc.store if "store" in cfg.fc.model_fields_set else cfg.log.dir / "cellctl-fc.sqlite"
+
+
+class _WakingStore:
+    """The store as the FC server uses it (`fc.server.ReportStore`): a pick request added wakes the order source."""
+
+    def __init__(self, store: CellStore, orders: FcOrders | None) -> None:
+        self._store, self._orders = store, orders
+
+    def pending(self, limit: int | None = None) -> list[OutboxEntry]:
+        return self._store.pending(limit)
+
+    def pending_count(self) -> int:
+        return self._store.pending_count()
+
+    def ack(self, report_ids: Iterable[int]) -> int:
+        return self._store.ack(report_ids)
+
+    def mark_delivered(self, report_id: int) -> None:
+        self._store.mark_delivered(report_id)
+
+    def add_request(self, item_id: str, product_id: str, pod: str, bin_id: str, *,
+                    reference_image_ids: Sequence[str] = ()) -> str:
+        task_id = self._store.add_request(item_id, product_id, pod, bin_id, reference_image_ids=reference_image_ids)
+        if self._orders is not None:
+            self._orders.wake_threadsafe()
+        return task_id
 
 
 async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callable[[CellRun], None] | None = None,
-                   signals: SignalListener | None = None) -> dict[str, Any]:
+                   signals: SignalListener | None = None, on_fc: Callable[[str], None] | None = None,
+                   ) -> dict[str, Any]:
     """Run the cell until it completes its cycles or is stopped; the summary (also in the log).
 
     `signals`: the process's `SignalListener` (cellctl run installs one first thing); without it SIGINT and
@@ -262,13 +306,27 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callab
     tune_interpreter_for_reflex()
     path = _log_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
+    store = CellStore.open(_store_path(cfg))
+    try:
+        return await _run_with_store(cfg, store, path, out, on_ready, signals, on_fc)
+    finally:
+        store.close()
+
+
+async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: TextIO,
+                          on_ready: Callable[[CellRun], None] | None, signals: SignalListener | None,
+                          on_fc: Callable[[str], None] | None) -> dict[str, Any]:
+    recovery = recover(store, cfg.log.dir, exclude=path)  # before the new log exists: the last run's is newest
     loop = asyncio.get_running_loop()
     log_failed = anyio.Event()
     event_log = EventLog.open(path, rotate_bytes=int(cfg.log.rotate_mb * MiB), flush_s=cfg.log.flush_s,
                               on_failure=lambda _exc: loop.call_soon_threadsafe(log_failed.set))
     status = RunStatus(cfg.cell.task, path)
     recorder = LogRecorder(event_log, REAL_SAMPLE_TOPICS)
-    recorder.record("run.meta", anyio.current_time(), _meta(cfg))  # first: a log stopped at once still opens
+    recorder.record("run.meta", anyio.current_time(), _meta(cfg, store))  # first: a log stopped at once still opens
+    if recovery.handoffs:
+        recorder.record("fc.recovery", anyio.current_time(), {"alarm": recovery.alarm, "handoffs": list(
+            recovery.handoffs), "released": list(recovery.released), "log_tail": recovery.log_tail})
     hasher = TraceHasher()
     end = "not started"
     data = None
@@ -281,12 +339,15 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callab
             sup.start_soon(_watch_signals, stopper, signals)
             sup.start_soon(_watch_log, event_log, log_failed, stopper)
             with startup:
-                end, data, cell = await _run(cfg, recorder, status, hasher, sup, out, on_ready)
+                end, data, cell = await _run(cfg, recorder, status, hasher, sup, out, on_ready, store, recovery,
+                                             on_fc)
             sup.cancel_scope.cancel()
     finally:
         if out.isatty():
             out.write("\n")
         summary = _summary(cfg, end, data, hasher, path, cell, event_log)
+        summary["fc"] = {"url": status.fc_url, "boot": store.boot, **store.counts(), "duplicates": store.duplicates,
+                         "recovered": [h["task_id"] for h in recovery.handoffs]}
         if stopper is not None and stopper.reason and end == "not started":
             summary["stopped_before_start"] = stopper.reason
         try:
@@ -296,13 +357,14 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callab
         if event_log.failed is not None:
             summary["error"] = _disk_error(event_log.failed)
             summary["log_records_lost"] = event_log.records_lost
-    log.info("run ended", **{k: v for k, v in summary.items() if k not in ("outcomes", "incidents")},
+    log.info("run ended", **{k: v for k, v in summary.items() if k not in ("outcomes", "incidents", "fc")},
              **summary["outcomes"])
     return summary
 
 
 async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher: TraceHasher, sup: TaskGroup,
-               out: TextIO, on_ready: Callable[[CellRun], None] | None,
+               out: TextIO, on_ready: Callable[[CellRun], None] | None, store: CellStore, recovery: Recovery,
+               on_fc: Callable[[str], None] | None,
                ) -> tuple[str, cell_chart.CellData | None, DriverWorkcell | None]:
     # Devices in the outer group, the controller in the inner one: the controller shuts down first.
     async with anyio.create_task_group() as devices_tg:
@@ -314,37 +376,96 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
         ep = await devices_tg.start(devices.serve)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
-            cell = await _connect(tg, cfg, ep, devices, recorder)
+            c = cfg.cell
+            orders = FcOrders(store) if c.task == "pick" else None
+            cell = await _connect(tg, cfg, ep, devices, recorder, orders)
             tg.start_soon(_log_incidents, recorder, _incident_sources(cell), INCIDENTS_PERIOD_S)
             recorder.record("run.devices", anyio.current_time(), {"endpoints": {
                 "opcua": ep.opcua_url, "modbus": list(ep.modbus), "ft": list(ep.ft)}})
-            port = RecordingWorkcell(cell, recorder)
-            c = cfg.cell
+            recording = RecordingWorkcell(cell, recorder)
+            data_box: list[cell_chart.CellData] = []
+
+            def current_task() -> str:
+                return data_box[0].current_task if data_box else ""
+
+            cell.on_item = StowJournal(store, current_task).begin
+            server_box: list[FcServer] = []
+
+            def committed(entry: OutboxEntry) -> None:
+                recorder.record("fc.report", anyio.current_time(), {"report_id": entry.report_id,
+                                                                    "task_id": entry.task_id, "kind": entry.kind})
+                if server_box:
+                    server_box[0].notify_report(entry)
+
+            run_box: list[CellRun] = []
+            port = ReportingWorkcell(recording, store, current_task=current_task, on_committed=committed,
+                                     on_full=lambda text: _alarm(run_box, tg, text))
             repeat = cell_chart.FaultRepeat(c.fault_repeat_limit, c.fault_repeat_window_s) \
                 if c.fault_repeat_limit else None
             runner, data = cell_runner(port, task=c.task, max_cycles=c.cycles or None,
-                                       hooks=[hasher, port.trace], fault_repeat=repeat)
+                                       hooks=[hasher, recording.trace], fault_repeat=repeat,
+                                       task_prefix=_task_prefix(store))
+            data_box.append(data)
 
             def logged(cmd: Command) -> None:
-                payload = {"command": cmd.name, "after_state": cmd.after_state}
+                payload = {"command": cmd.name, "after_state": cmd.after_state, "data": cmd.data}
                 recorder.record(COMMAND, anyio.current_time(), payload)
 
             run = await start_cell(tg, runner, data, logged)
+            run_box.append(run)
+            server = FcServer(cfg.fc, ChartControl.of(run), _WakingStore(store, orders))
+            status.fc_url = await tg.start(server.run)
+            server_box.append(server)
             status.run = run
-            log.info("cell running", task=c.task, log=str(status.log_path), opcua=ep.opcua_url,
-                     modbus=f"{ep.modbus[0]}:{ep.modbus[1]}", ft=f"{ep.ft[0]}:{ep.ft[1]}")
+            log.info("cell running", task=c.task, log=str(status.log_path), fc=status.fc_url, opcua=ep.opcua_url,
+                     modbus=f"{ep.modbus[0]}:{ep.modbus[1]}", ft=f"{ep.ft[0]}:{ep.ft[1]}", boot=store.boot)
+            recorder.record("fc.server", anyio.current_time(), {"url": status.fc_url})
+            if on_fc is not None:
+                on_fc(status.fc_url)
+            if cfg.sim.fc_client:  # the simulated cell's FC: a real OPC UA client of the server above
+                sim_fc = SimFc(status.fc_url, orders=SimOrders(devices) if c.task == "pick" else None)
+                await tg.start(sim_fc.run)
             if on_ready is not None:
                 on_ready(run)
-            await run.command(Command("cmd.reset"))
-            # Tripped interlocks abort from reset on; a stop may come before the cell is idle.
-            if await run.wait_any(("idle", "aborted")) == "idle" and not status.stop_requested:
-                await run.command(Command("cmd.start", after_state="idle"))
-            elif status.stop_requested:
-                await run.command(Command("cmd.stop"))
-            end = await run.wait_end()
+            end = await _operate(run, status, recovery)
             tg.cancel_scope.cancel()
         devices_tg.cancel_scope.cancel()
     return end, data, cell
+
+
+def _alarm(run_box: list[CellRun], tg: TaskGroup, text: str) -> None:
+    """Hold the cell with `text` as its alarm (once: a held cell's alarm stays until unhold)."""
+    if run_box and not run_box[0].data.alarm and run_box[0].runner.is_active("execute"):
+        tg.start_soon(run_box[0].command, Command("alarm", data=text))
+
+
+async def _operate(run: CellRun, status: RunStatus, recovery: Recovery) -> str:
+    """Reset and start the cell, or after a crash hold it Aborted for the operator; return its end state."""
+    if recovery.handoffs:
+        log.error("the last run was interrupted mid-task: the cell waits in Aborted for Clear and Reset "
+                  "(operator or FC)", alarm=recovery.alarm)
+        await run.command(Command("cmd.abort", data=recovery.alarm))
+        await run.wait_any(("aborted",))
+        while not status.stop_requested:  # an operator's Clear, then Reset; the start is ours
+            if await _wait_state_or_stop(run, status, "idle"):
+                await run.command(Command("cmd.start", after_state="idle"))
+                break
+        return await run.wait_end() if not status.stop_requested else await run.wait_any(("stopped", "aborted"))
+    await run.command(Command("cmd.reset"))
+    # Tripped interlocks abort from reset on; a stop may come before the cell is idle.
+    if await run.wait_any(("idle", "aborted")) == "idle" and not status.stop_requested:
+        await run.command(Command("cmd.start", after_state="idle"))
+    elif status.stop_requested:
+        await run.command(Command("cmd.stop"))
+    return await run.wait_end()
+
+
+async def _wait_state_or_stop(run: CellRun, status: RunStatus, state: str) -> bool:
+    """True once `state` is active; False when a stop was requested first."""
+    with anyio.move_on_after(0.5):
+        await run.wait_any((state,))
+        return True
+    return False
 
 
 def _incident_sources(cell: DriverWorkcell) -> dict[str, Callable[[], dict[str, int]]]:
@@ -360,7 +481,7 @@ def _incident_sources(cell: DriverWorkcell) -> dict[str, Callable[[], dict[str, 
 
 
 async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCellDevices,
-                   recorder: LogRecorder) -> DriverWorkcell:
+                   recorder: LogRecorder, orders: FcOrders | None) -> DriverWorkcell:
     """Start the force reflex process, the drivers and the sensor log against `ep`; return once the PLC, the
     robot, the pod and the reflex are up. The reflex process reads the F/T sensor itself (and halts the robot on
     its own Modbus connection); the main process's `FTSensor` reads the stream the reflex relays."""
@@ -374,7 +495,6 @@ async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCel
             await tg.start(reflex.run)  # first: the FTSensor reads the stream it relays
             ft = FTSensor(ft_cfg.model_copy(update={"host": reflex.relay[0], "port": reflex.relay[1]}))
             perception = WorldPerception(devices.cell)
-            orders = SimOrders(devices) if cfg.cell.task == "pick" else None
             cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception,
                                   frames=WorldCamera(perception), orders=orders, recorder=recorder, reflex=reflex)
             sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)

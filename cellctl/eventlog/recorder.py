@@ -42,6 +42,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "driver.incidents": {"type": "object", "description": "driver incident counters (written when they change)",
                          "additionalProperties": {"type": "object",
                                                   "additionalProperties": {"type": "integer"}}},
+    "fc.server": {"type": "object", "description": "the FC-facing OPC UA server's endpoint",
+                  "properties": {"url": {"type": "string"}}, "required": ["url"]},
+    "fc.report": {"type": "object", "description": "a report committed to the outbox (before the FC heard of it)",
+                  "properties": {"report_id": {"type": "integer"}, "task_id": {"type": "string"},
+                                 "kind": {"type": "string"}}, "required": ["report_id", "task_id", "kind"]},
+    "fc.recovery": {"type": "object", "description": "tasks the last run left unfinished, reported as handoffs",
+                    "properties": {"alarm": {"type": "string"}, "handoffs": {"type": "array"}}},
     "run.end": {"type": "object", "description": "how the run ended: end state, outcomes"},
 }
 SAMPLE_TOPICS: dict[str, tuple[str, ...]] = {"ft.wrench": ("fz",), "robot.suction": ("kpa",)}

@@ -26,6 +26,7 @@ class Command:
     name: str
     after_state: str | None = None  # wait until this state is active before posting
     at_s: float | None = None  # not before this time (replay)
+    data: str | None = None  # the event's data (an alarm's text)
 
 
 class TraceHasher:
@@ -63,7 +64,7 @@ class CellRun:
         self.commands.append(cmd)
         if self.on_command is not None:
             self.on_command(cmd)
-        self.runner.post(cmd.name)
+        self.runner.post(cmd.name, cmd.data)
 
     def state(self) -> str:
         """The innermost active cell state (for the status line)."""
@@ -99,9 +100,10 @@ def cell_runner(
     hooks: Sequence[TraceHook],
     config: TaskConfig | None = None,
     fault_repeat: cell.FaultRepeat | None = None,
+    task_prefix: str = "",
 ) -> tuple[ChartRunner, cell.CellData]:
     data = cell.CellData(workcell=workcell, task=task, max_cycles=max_cycles, trace_hooks=tuple(hooks),
-                         config=config or TaskConfig(), fault_repeat=fault_repeat)
+                         config=config or TaskConfig(), fault_repeat=fault_repeat, task_prefix=task_prefix)
     return ChartRunner(cell.build(), data=data, trace=tuple(hooks)), data
 
 

@@ -12,7 +12,7 @@ After a halt the latch is released and a force trip backs off (retract). Device 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,10 +101,12 @@ class DriverWorkcell:
         recorder: Recorder | None = None,
         config: DriverCellConfig | None = None,
         reflex: ReflexProcess | None = None,
+        on_item: Callable[[ItemArrival], Awaitable[None]] | None = None,
     ) -> None:
         self.plc, self.robot, self.ft = plc, robot, ft
         self.perception, self.frames, self.orders = perception, frames, orders
         self.recorder = recorder
+        self.on_item = on_item  # an arrival taken, before the PLC hears it: the task journal (cellctl.fc)
         self.config = config or DriverCellConfig()
         # The force reflex: a process of its own (`reflex`, what `cellctl run` uses) or, without one, the in-loop
         # guard tapping every sample. Either halts the robot itself, then tells this port.
@@ -167,16 +169,22 @@ class DriverWorkcell:
                 a = await self._arrivals.receive()
             if a is None:
                 return None
-            # Taken off the queue: acknowledge it whatever happens to this call (shielded, bounded).
-            with anyio.CancelScope(shield=True):
-                await self._acknowledge(a.item_id)
             try:
-                return ItemArrival(item_id=a.item_id, width_mm=a.width_mm, height_mm=a.height_mm,
+                item = ItemArrival(item_id=a.item_id, width_mm=a.width_mm, height_mm=a.height_mm,
                                    depth_mm=a.length_mm, mass_kg=max(a.weight_kg, 0.001))
             except ValidationError as exc:  # beyond what the cell handles: leave it to the conveyor's reject path
                 log.error("arrival refused: outside the cell's item limits", item_id=a.item_id,
                           error=str(exc).replace("\n", "; "))
                 self._rec("plc.refused", {"item_id": a.item_id, "error": str(exc)[:500]})
+                item = None
+            # Taken off the queue: journal it (the cell's, from now on), then acknowledge it, whatever happens to
+            # this call (shielded, bounded).
+            with anyio.CancelScope(shield=True):
+                if item is not None and self.on_item is not None:
+                    await self.on_item(item)
+                await self._acknowledge(a.item_id)
+            if item is not None:
+                return item
 
     async def _acknowledge(self, item_id: str) -> None:
         for attempt in range(3):

@@ -90,7 +90,7 @@ class ReplayLog:
     calls: list[_Call]
     replies: dict[int, list[tuple[float, Any]]]
     transitions: list[tuple[float, str]]
-    commands: list[tuple[float, str, str | None]]
+    commands: list[tuple[float, str, str | None, str | None]]  # (t, command, after_state, data)
     records: int
     start_s: float
     last_s: float = 0.0  # the latest record's time
@@ -107,7 +107,7 @@ class ReplayLog:
         calls: list[_Call] = []
         replies: dict[int, list[tuple[float, Any]]] = {}
         transitions: list[tuple[float, str]] = []
-        commands: list[tuple[float, str, str | None]] = []
+        commands: list[tuple[float, str, str | None, str | None]] = []
         n = 0
         start: float | None = None
         last: float | None = None
@@ -132,7 +132,7 @@ class ReplayLog:
                 elif e.topic == TRANSITION:
                     transitions.append((e.t_s, canonical(p)))
                 elif e.topic == COMMAND:
-                    commands.append((e.t_s, str(p["command"]), p.get("after_state")))
+                    commands.append((e.t_s, str(p["command"]), p.get("after_state"), p.get("data")))
             except (KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, ReplayError):
                     raise
@@ -241,6 +241,7 @@ class ReplayWorkcell:
         replies = self.c.log.replies.get(call.seq)
         if not replies:
             await anyio.sleep_forever()  # the recorded call never returned (cancelled)
+        assert replies
         t_reply, result = replies[0]
         # At the recorded time: the real run's own processing time between calls does not accumulate here.
         await anyio.sleep(max(0.0, t_reply - anyio.current_time()))

@@ -34,7 +34,7 @@ async def test_a_foreign_halt_aborts_the_cell_and_the_controller_never_releases_
     writes: list[tuple[str, int]] = []  # HALT writes of the controller, and the panel's
 
     async def operator_panel(run: CellRun) -> None:
-        robot = run.data.workcell.inner.robot
+        robot = run.data.workcell.inner.inner.robot  # reporting -> recording -> driver port
         write_halt = robot._write_halt
 
         async def recorded(value: int, what: str) -> bool:
@@ -65,7 +65,7 @@ async def test_the_same_fault_every_cycle_holds_the_cell_with_an_alarm(tmp_path:
     held: list[str] = []
 
     async def forge_rdt_start(run: CellRun) -> None:
-        reflex = run.data.workcell.inner.reflex  # it reads the sensor itself (and relays to the FTSensor)
+        reflex = run.data.workcell.inner.inner.reflex  # (reporting -> recording -> driver port) it reads the sensor itself (and relays to the FTSensor)
         sensor = (reflex.config.sensor_host, reflex.config.sensor_port)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as thief:
             thief.bind(("127.0.0.1", 0))

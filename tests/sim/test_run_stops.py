@@ -125,7 +125,7 @@ async def test_a_full_log_disk_stops_the_cell_safely_and_names_the_file(tmp_path
     calls: list[tuple[float, str, str]] = []
 
     def watch(run: CellRun) -> None:
-        port = run.data.workcell.inner  # the DriverWorkcell behind the recording port
+        port = run.data.workcell.inner.inner  # the DriverWorkcell behind the reporting and recording ports
         move, set_hook = port.move, port.set_hook
 
         async def logged_move(motion: Motion) -> MotionResult:

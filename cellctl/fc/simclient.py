@@ -1,0 +1,184 @@
+"""The simulated FC: a real OPC UA client of the cell's FC server, as a fulfilment centre's system would be.
+
+    SimFc(url, orders=...)   `await tg.start(fc.run)`: connects, subscribes to CellReportEventType, reads
+     │                       PendingReports (what it missed while away), acknowledges every report it recorded
+     ├─ Ledger               every report by task id, once: `duplicates` counts redeliveries of one already
+     │                       recorded, `conflicts` a task id reported twice with different content
+     └─ orders (optional)    one pick request at a time (RequestPick), the next once its report came in
+
+It reconnects after a lost connection (and finds what it missed in PendingReports). `ack_delay_s` makes it an FC
+that acknowledges late; `pause()`/`resume()` one that stops acknowledging.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+from asyncua import Client, Node, ua
+
+from statecharts.workcell import PickOrder
+
+__all__ = ["Ledger", "OrderFeed", "SimFc"]
+
+log = structlog.get_logger("simfc")
+NAMESPACE = "urn:cellctl:fc"
+
+
+class OrderFeed(Protocol):
+    """Where the simulated FC's pick orders come from (the simulated world: an item it knows is in a bin)."""
+
+    async def next_order(self, timeout_s: float) -> PickOrder | None: ...
+
+
+@dataclass
+class Ledger:
+    """The FC's record of reports: one per task id."""
+
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id -> the report (payload + ids)
+    report_ids: dict[int, str] = field(default_factory=dict)  # report id -> task id
+    duplicates: int = 0  # a report id seen again (a redelivery): not recorded twice
+    conflicts: list[str] = field(default_factory=list)  # task ids reported twice under different report ids
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def record(self, report_id: int, task_id: str, kind: str, payload: dict[str, Any]) -> bool:
+        """True when new; a redelivery of a recorded report id is counted and dropped."""
+        if report_id in self.report_ids:
+            self.duplicates += 1
+            return False
+        if task_id in self.reports:
+            self.conflicts.append(task_id)
+            return False
+        self.report_ids[report_id] = task_id
+        self.reports[task_id] = {"report_id": report_id, "kind": kind, **payload}
+        self.changed.set()
+        self.changed = anyio.Event()
+        return True
+
+    async def wait_for(self, predicate: Callable[[Ledger], bool]) -> None:
+        while not predicate(self):
+            await self.changed.wait()
+
+
+class _Events:
+    """asyncua's subscription handler: report events into a memory stream (never blocks the client)."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+
+    def event_notification(self, event: Any) -> None:
+        fields = event.get_event_props_as_fields_dict()
+        try:
+            self.send.send_nowait(_from_fields({k: v.Value for k, v in fields.items()}))
+        except (anyio.WouldBlock, anyio.ClosedResourceError, ValueError, KeyError):
+            log.warning("report event dropped by the simulated FC (it reads PendingReports instead)")
+
+
+def _from_fields(fields: dict[str, Any]) -> tuple[int, str, str, dict[str, Any]]:
+    payload = json.loads(fields["Payload"])
+    return int(fields["ReportId"]), str(fields["TaskId"]), str(fields["Kind"]), payload
+
+
+class SimFc:
+    """A simulated FC: records and acknowledges the cell's reports, and requests picks."""
+
+    def __init__(self, url: str, *, orders: OrderFeed | None = None, ack_delay_s: float = 0.0,
+                 order_timeout_s: float = 600.0, reconnect_s: float = 0.5, acknowledge: bool = True) -> None:
+        self.url, self.orders, self.ack_delay_s, self.acknowledge = url, orders, ack_delay_s, acknowledge
+        self.order_timeout_s, self.reconnect_s = order_timeout_s, reconnect_s
+        self.ledger = Ledger()
+        self.requested: list[str] = []  # task ids the FC server gave for our pick requests
+        self.connections = 0
+        self.connected = anyio.Event()
+        self._acking = anyio.Event()
+        self._acking.set()
+        self._client: Client | None = None
+
+    def pause(self) -> None:
+        """Stop acknowledging (an FC whose MES is down)."""
+        self._acking = anyio.Event()
+
+    def resume(self) -> None:
+        self._acking.set()
+
+    async def disconnect(self) -> None:
+        """Drop the connection now (it reconnects)."""
+        if self._client is not None:
+            await self._client.disconnect()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        while True:
+            try:
+                async with Client(self.url, timeout=5) as client:
+                    self._client = client
+                    await self._session(client, task_status if not started else None)
+                    started = True
+            except* (OSError, TimeoutError, ua.UaError, ConnectionError) as group:
+                exc = group.exceptions[0]
+                log.info("simulated FC: connection lost, reconnecting", error=str(exc) or type(exc).__name__)
+            finally:
+                self._client = None
+                self.connected = anyio.Event()
+            await anyio.sleep(self.reconnect_s)
+
+    async def _session(self, client: Client, task_status: TaskStatus[None] | None) -> None:
+        idx = await client.get_namespace_index(NAMESPACE)
+        cellctl = await client.nodes.objects.get_child(f"{idx}:Cellctl")
+        etype = await client.nodes.base_event_type.get_child(f"{idx}:CellReportEventType")
+        send, receive = anyio.create_memory_object_stream[tuple[int, str, str, dict[str, Any]]](10_000)
+        sub = await client.create_subscription(50, _Events(send))
+        await sub.subscribe_events(client.nodes.server, etype)
+        self.connections += 1
+        pending = await cellctl.get_child(f"{idx}:PendingReports")
+        for text in await pending.read_value() or []:  # what came while we were away
+            r = json.loads(text)
+            await send.send(_from_pending(r))
+        self.connected.set()
+        if task_status is not None:
+            task_status.started()
+        ack = await cellctl.get_child(f"{idx}:AcknowledgeReports")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch, client)
+            if self.orders is not None:
+                tg.start_soon(self._request_picks, cellctl, idx)
+            async with receive:
+                async for report_id, task_id, kind, payload in receive:
+                    self.ledger.record(report_id, task_id, kind, payload)
+                    if self.acknowledge:
+                        await self._ack(cellctl, ack, report_id)
+
+    async def _watch(self, client: Client) -> None:
+        while True:  # asyncua notices a dead server on its own keep-alive; a read fails fast here
+            await anyio.sleep(1.0)
+            await client.nodes.server_state.read_value()
+
+    async def _ack(self, cellctl: Node, ack: Node, report_id: int) -> None:
+        await self._acking.wait()
+        if self.ack_delay_s > 0:
+            await anyio.sleep(self.ack_delay_s)
+        await cellctl.call_method(ack, ua.Variant([report_id], ua.VariantType.UInt64))
+
+    async def _request_picks(self, cellctl: Node, idx: int) -> None:
+        assert self.orders is not None
+        request = await cellctl.get_child(f"{idx}:RequestPick")
+        while True:
+            order = await self.orders.next_order(30.0)
+            if order is None:
+                continue
+            pod = order.bin_id.split("-")[0]
+            task_id = await cellctl.call_method(request, order.item_id, "", pod, order.bin_id)
+            self.requested.append(str(task_id))
+            with anyio.move_on_after(self.order_timeout_s):
+                await self.ledger.wait_for(lambda ledger, t=task_id: t in ledger.reports)
+
+
+def _from_pending(r: dict[str, Any]) -> tuple[int, str, str, dict[str, Any]]:
+    payload = r.get("payload", r)
+    return int(r["report_id"]), str(r["task_id"]), str(r["kind"]), payload if isinstance(payload, dict) else {}
+
