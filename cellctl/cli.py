@@ -316,35 +316,76 @@ def replay_cmd(
 def devices(
     sim: Annotated[bool, typer.Option("--sim", help="Start the simulated devices (the only kind this command starts).")]
     = False,
+    demo: Annotated[bool, typer.Option("--demo", help="The protocol demo instead of the simulated cell: a fixed pod "
+                                       "POD-0001 and an item every --arrival-period s, no world behind the robot, no "
+                                       "sim-service.")] = False,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     opcua_port: Annotated[int, typer.Option(help="OPC UA (PLC) port; 0 picks a free one.", min=0, max=65535)] = 4840,
     modbus_port: Annotated[int, typer.Option(help="Modbus TCP (robot) port; 0 picks a free one.", min=0, max=65535)]
     = 5020,
     ft_port: Annotated[int, typer.Option(help="F/T sensor UDP port; 0 picks a free one.", min=0, max=65535)] = 49152,
+    service_port: Annotated[int, typer.Option(help="sim-service port (camera, perception, pick orders; TCP, JSON "
+                                              "lines); 0 picks a free one.", min=0, max=65535)] = 4850,
     ft_rate: Annotated[float, typer.Option(help="F/T stream rate in Hz.", min=1, max=10_000)] = 1000.0,
-    arrival_period: Annotated[float, typer.Option(help="Seconds between demo item arrivals; 0 for none.", min=0)]
-    = 15.0,
+    seed: Annotated[int, typer.Option(help="The world (pod, items, orders) and its fault draws follow from it.",
+                                      min=0, max=2**32 - 1)] = 0,
+    faults: Annotated[FaultProfile, typer.Option(help="Fault profile of the simulated cell.")] = FaultProfile.none,
+    time_scale: Annotated[float, typer.Option(help="Primitive durations are multiplied by this.", min=0.01, max=1.0)]
+    = 1.0,
+    arrival_period: Annotated[float | None, typer.Option(help="Seconds between demo item arrivals, 0 for none "
+                                                         "(default 15); implies --demo.", min=0)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the endpoints as one JSON line once all listen "
+                                          "(instead of the table).")] = False,
 ) -> None:
-    """Run the simulated PLC (OPC UA), robot (Modbus TCP) and F/T sensor (UDP) until Ctrl-C.
+    """Serve the simulated cell until Ctrl-C: PLC (OPC UA), robot (Modbus TCP), F/T sensor (UDP), sim-service (TCP).
 
-    Prints where each listens so other tools (mbpoll, an OPC UA client) can be pointed at them.
+    The sim-service serves the EOAT camera, perception and pick orders of the same world (JSON lines). A controller
+    in another process runs against it all with cell.devices = "external" and these endpoints in plc.url,
+    robot.host/port, ft.host/port and camera (kind = "sim-service"): the printout ends with those settings.
+    Other tools (mbpoll, an OPC UA client) can be pointed at the devices too.
+
+    --json prints one JSON line once everything listens: kind (cell or demo), opcua, modbus and ft (host, port),
+    ft_rate_hz, service (host, port; null with --demo), world (seed, faults, time_scale).
     """
     if not sim:
         message = "only --sim is supported: real devices are reached by the controller"
         raise typer.BadParameter(message, param_hint="--sim")
-    from cellctl.commands.devices import DeviceStartError, SimDevices, SimDevicesConfig
-
-    config = SimDevicesConfig(
-        host=host, opcua_port=opcua_port, modbus_port=modbus_port, ft_port=ft_port, ft_rate_hz=ft_rate,
-        arrival_period_s=arrival_period,
+    from cellctl.commands.devices import (
+        DeviceStartError,
+        Served,
+        SimCellConfig,
+        SimCellServers,
+        SimDevices,
+        SimDevicesConfig,
     )
+
+    server: SimCellServers | SimDevices
+    if demo or arrival_period is not None:
+        server = SimDevices(SimDevicesConfig(
+            host=host, opcua_port=opcua_port, modbus_port=modbus_port, ft_port=ft_port, ft_rate_hz=ft_rate,
+            arrival_period_s=15.0 if arrival_period is None else arrival_period, seed=seed,
+        ))
+    else:
+        server = SimCellServers(SimCellConfig(
+            host=host, opcua_port=opcua_port, modbus_port=modbus_port, ft_port=ft_port, ft_rate_hz=ft_rate,
+            seed=seed, faults=faults.value, time_scale=time_scale,
+        ), service_port=service_port)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:
-            endpoints = await tg.start(SimDevices(config).serve)
-            typer.echo("simulated cell devices (Ctrl-C to stop):")
-            for line in endpoints.lines():
-                typer.echo(line)
+            served: Served = await tg.start(server.serve)
+            log.info("simulated devices ready", **served.as_json())
+            if as_json:
+                typer.echo(json.dumps(served.as_json()))
+            else:
+                what = "simulated cell" if served.kind == "cell" else "simulated devices (protocol demo, no world)"
+                typer.echo(f"{what} (Ctrl-C to stop):")
+                for line in served.lines():
+                    typer.echo(line)
+                if served.kind == "cell":
+                    typer.echo("a controller in another process runs against them with (cellctl run --config):")
+                    for line in served.config_lines():
+                        typer.echo(f"  {line}")
             sys.stdout.flush()
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
@@ -355,10 +396,11 @@ def devices(
     try:
         anyio.run(serve)
     except* DeviceStartError as group:
-        for exc in _leaves(group):
-            typer.echo(f"error: {exc}", err=True)
+        for leaf in _leaves(group):
+            typer.echo(f"error: {leaf}", err=True)
         raise typer.Exit(2) from None
-    typer.echo("stopped")
+    if not as_json:
+        typer.echo("stopped")
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:

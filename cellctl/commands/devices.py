@@ -52,6 +52,7 @@ class Served:
         """The [cell]/[plc]/[robot]/[ft]/[camera] lines that point `cellctl run` at these devices."""
         ep = self.devices
         out = ['[cell]', 'devices = "external"', '[plc]', f'url = "{ep.opcua_url}"',
+               'resume_after_seq = 0  # the item already waiting at the pick-up point is announced too',
                '[robot]', f'host = "{ep.modbus[0]}"', f'port = {ep.modbus[1]}', '[ft]', f'host = "{ep.ft[0]}"',
                f'port = {ep.ft[1]}']
         if self.service is not None:
