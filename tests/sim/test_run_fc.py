@@ -1,0 +1,186 @@
+"""`cellctl run` as the FC sees it: PackML methods over OPC UA, pick requests, reports exactly once.
+
+The controller runs in-process against the built-in simulated cell (its devices behind OPC UA, Modbus TCP and UDP
+on 127.0.0.1); the FC is an asyncua client over loopback.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from asyncua import Client, Node, ua
+
+from cellctl.commands.run import run_cell
+from cellctl.config import RunConfig, load_config
+from cellctl.eventlog import read_log
+from cellctl.fc.simclient import SimFc
+
+pytestmark = pytest.mark.anyio
+
+FAST = 0.05
+PACKML = "http://opcfoundation.org/UA/PackML/"
+OURS = "urn:cellctl:fc"
+
+
+def _config(tmp_path: Path, *, task: str = "stow", cycles: int = 0, fc_port: int = 0, fc_client: bool = True,
+            extra: str = "") -> RunConfig:
+    path = tmp_path / "cell.toml"
+    path.write_text(f'[cell]\ntask = "{task}"\ncycles = {cycles}\nstatus_period_s = 0.2\n[log]\ndir = "{tmp_path}"\n'
+                    f'[sim]\ntime_scale = {FAST}\nseed = 5\nfc_client = {str(fc_client).lower()}\n'
+                    f'[fc]\nport = {fc_port}\nredeliver_after_s = 1.0\n{extra}')
+    return load_config(path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Fc:
+    """An FC's view of the cell: PackML state, the command methods."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def setup(self) -> Fc:
+        c = self.client
+        self.p, self.o = await c.get_namespace_index(PACKML), await c.get_namespace_index(OURS)
+        cell = await c.nodes.objects.get_child(f"{self.o}:Cell")
+        self.base = await cell.get_child(f"{self.p}:BaseStateMachine")
+        self.machine = await self.base.get_child(f"{self.p}:MachineState")
+        self.execute = await self.machine.get_child(f"{self.p}:ExecuteState")
+        self.state_node = await c.nodes.objects.get_child([f"{self.o}:Cellctl", f"{self.o}:StateCurrent"])
+        return self
+
+    async def wait_state(self, number: int, timeout_s: float = 60.0) -> None:
+        """Until StateCurrent reads `number` (a data-change subscription: every value the server publishes)."""
+        send, receive = anyio.create_memory_object_stream[int](100)
+
+        class Changes:
+            def datachange_notification(self, node: Node, value: Any, data: Any) -> None:
+                send.send_nowait(int(value))
+
+        sub = await self.client.create_subscription(20, Changes())
+        try:
+            await sub.subscribe_data_change(self.state_node)
+            with anyio.fail_after(timeout_s):
+                async for value in receive:
+                    if value == number:
+                        return
+        finally:
+            await sub.delete()
+
+    async def call(self, machine: Node, method: str) -> None:
+        node = await machine.get_child(f"{self.p}:{method}")
+        await machine.call_method(node)
+
+
+async def _with_run(cfg: RunConfig, fc: Callable[[str], Awaitable[None]]) -> dict[str, Any]:
+    """Run the cell; once its FC endpoint is up, run `fc(url)` beside it."""
+    summary: dict[str, Any] = {}
+    url: list[str] = []
+    ready = anyio.Event()
+
+    def on_fc(u: str) -> None:
+        url.append(u)
+        ready.set()
+
+    async def controller() -> None:
+        summary.update(await run_cell(cfg, out=io.StringIO(), on_fc=on_fc))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(controller)
+        with anyio.fail_after(60):
+            await ready.wait()
+        await fc(url[0])
+    return summary
+
+
+async def test_an_fc_client_drives_the_cell_through_the_packml_methods(tmp_path: Path) -> None:
+    async def fc(url: str) -> None:
+        async with Client(url, timeout=10) as client:
+            f = await Fc(client).setup()
+            await f.wait_state(6)  # Execute (the built-in cell resets and starts itself)
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await f.call(f.execute, "Unhold")  # not in Held
+            assert refused.value.code == ua.StatusCodes.BadInvalidState
+            result = await client.nodes.objects.get_child([f"{f.o}:Cellctl", f"{f.o}:LastCommandResult"])
+            assert "Execute" in await result.read_value()
+            await f.call(f.execute, "Hold")
+            await f.wait_state(11)  # Held
+            await f.call(f.execute, "Unhold")
+            await f.wait_state(6)
+            await f.call(f.machine, "Stop")  # the run ends once the cell is Stopped (its summary says so)
+
+    with anyio.fail_after(120):
+        summary = await _with_run(_config(tmp_path), fc)
+    assert summary["end_state"] == "stopped"
+    commands = [r.payload["command"] for r in read_log(Path(summary["log"])) if r.topic == "cell.command"]
+    assert commands == ["cmd.reset", "cmd.start", "cmd.hold", "cmd.unhold", "cmd.stop"]
+
+
+async def test_pick_requests_made_over_opc_ua_are_picked_and_reported(tmp_path: Path) -> None:
+    # The built-in simulated FC requests picks (RequestPick) and acknowledges; this one only listens.
+    observer: list[SimFc] = []
+
+    async def fc(url: str) -> None:
+        listener = SimFc(url, acknowledge=False)
+        observer.append(listener)
+        async with anyio.create_task_group() as tg:
+            await tg.start(listener.run)
+            with anyio.fail_after(120):
+                await listener.ledger.wait_for(lambda ledger: len(ledger.reports) >= 3)
+            tg.cancel_scope.cancel()
+
+    with anyio.fail_after(180):
+        summary = await _with_run(_config(tmp_path, task="pick", cycles=3), fc)
+    assert summary["end_state"] == "complete" and summary["cycles"] == 3
+    reports = observer[0].ledger.reports
+    assert len(reports) == 3 and not observer[0].ledger.conflicts
+    for task_id, r in reports.items():
+        assert task_id.startswith("pick-1-")  # the id RequestPick returned
+        assert r["task"] == "pick" and r["chart_task_id"].startswith("r1-pick-") and r["item_id"] and r["bin_id"]
+
+
+async def test_reports_arrive_exactly_once_across_a_disconnect_late_acks_and_a_restart(tmp_path: Path) -> None:
+    port = _free_port()
+    fc = SimFc(f"opc.tcp://127.0.0.1:{port}/cellctl/fc", ack_delay_s=0.5, reconnect_s=0.2)
+
+    async def first(url: str) -> None:
+        with anyio.fail_after(60):
+            await fc.connected.wait()
+            await fc.ledger.wait_for(lambda ledger: len(ledger.reports) >= 1)
+        await fc.disconnect()  # forced: it reconnects and finds what it missed in PendingReports
+
+    async def nothing(url: str) -> None:
+        pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fc.run)
+        with anyio.fail_after(240):
+            runs = [await _with_run(_config(tmp_path, cycles=3, fc_port=port, fc_client=False), first),
+                    await _with_run(_config(tmp_path, cycles=2, fc_port=port, fc_client=False), nothing)]
+
+            async def third(url: str) -> None:  # a restart redelivers what is unacknowledged
+                committed = {t for run in runs for t in _committed(run)}
+                await fc.ledger.wait_for(lambda ledger: committed <= set(ledger.reports))
+
+            runs.append(await _with_run(_config(tmp_path, cycles=1, fc_port=port, fc_client=False), third))
+        tg.cancel_scope.cancel()
+    earlier = [t for run in runs[:2] for t in _committed(run)]
+    assert len(earlier) == len(set(earlier)) == runs[0]["reports"] + runs[1]["reports"]
+    assert set(earlier) <= set(fc.ledger.reports) and not fc.ledger.conflicts
+    assert fc.connections >= 3  # the forced disconnect, then each restart
+    assert [run["fc"]["boot"] for run in runs] == [1, 2, 3]
+
+
+def _committed(summary: dict[str, Any]) -> list[str]:
+    """The task ids a run committed to the outbox (its log's fc.report records)."""
+    return [r.payload["task_id"] for r in read_log(Path(summary["log"])) if r.topic == "fc.report"]
