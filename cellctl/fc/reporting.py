@@ -165,7 +165,7 @@ class ReportingWorkcell:
             if self.on_committed is not None:
                 self.on_committed(entry)
 
-    async def _commit(self, task_id: str, payload: dict[str, Any]) -> OutboxEntry | None:
+    async def _commit(self, task_id: str, payload: dict[str, Any]) -> OutboxEntry | None:  # type: ignore[return]
         kind = "handoff" if payload.get("outcome") == "handoff" else "report"
         with anyio.CancelScope(shield=True):  # a report begun is committed, whatever is cancelled around it
             while True:
