@@ -162,7 +162,7 @@ class SimFc:
         await self._acking.wait()
         if self.ack_delay_s > 0:
             await anyio.sleep(self.ack_delay_s)
-        await cellctl.call_method(ack, ua.Variant([report_id], ua.VariantType.UInt64))
+        await cellctl.call_method(ack.nodeid, ua.Variant([report_id], ua.VariantType.UInt64))
 
     async def _request_picks(self, cellctl: Node, idx: int) -> None:
         assert self.orders is not None
@@ -172,10 +172,10 @@ class SimFc:
             if order is None:
                 continue
             pod = order.bin_id.split("-")[0]
-            task_id = await cellctl.call_method(request, order.item_id, "", pod, order.bin_id)
+            task_id = await cellctl.call_method(request.nodeid, order.item_id, "", pod, order.bin_id)
             self.requested.append(str(task_id))
             with anyio.move_on_after(self.order_timeout_s):
-                await self.ledger.wait_for(lambda ledger, t=task_id: t in ledger.reports)
+                await self.ledger.wait_for(lambda ledger: task_id in ledger.reports)  # noqa: B023 - awaited here
 
 
 def _from_pending(r: dict[str, Any]) -> tuple[int, str, str, dict[str, Any]]:
