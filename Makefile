@@ -5,16 +5,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 INTEROP := tests/interop/node_modules/.installed
+# The PackML nodeset the FC server loads (OPC Foundation, via npm node-opcua-nodesets; pinned, sha256-checked).
+NODESET := cellctl/fc/nodesets/Opc.Ua.PackML.NodeSet2.xml
 
-.PHONY: test run lint bench sysdeps clean
+.PHONY: test run lint bench sysdeps nodesets clean
 
-test: $(STAMP) $(INTEROP)
+test: $(STAMP) $(INTEROP) $(NODESET)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 # The controller on the built-in simulated cell (real time, OPC UA / Modbus / UDP on 127.0.0.1); Ctrl-C stops it.
 # Pass options through ARGS, e.g. make run ARGS="--cell pick".
-run: $(STAMP)
+run: $(STAMP) $(NODESET)
 	$(BIN)/cellctl run $(ARGS)
 
 lint: $(STAMP)
@@ -41,5 +43,11 @@ $(INTEROP): tests/interop/package.json tests/interop/package-lock.json scripts/e
 	cd tests/interop && npm ci --silent --no-audit --no-fund
 	touch $(INTEROP)
 
+nodesets: $(NODESET)
+
+$(NODESET): scripts/fetch-nodesets.sh
+	@sh scripts/fetch-nodesets.sh
+	@touch $@
+
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) tests/interop/node_modules cellctl/fc/nodesets .pytest_cache .ruff_cache .hypothesis build *.egg-info
