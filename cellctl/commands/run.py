@@ -1,28 +1,32 @@
-"""`cellctl run`: the cell controller in real time over the real drivers.
+"""`cellctl run`: the cell controller in real time over the real drivers, serving the FC over OPC UA.
 
-With the built-in simulated cell (the default) the simulated PLC, robot and F/T sensor are served in-process
-behind OPC UA, Modbus TCP and UDP on 127.0.0.1 and the controller connects to them like to a real cell;
-the EOAT camera and perception run on the simulated world (the one device without a network protocol).
-Every port call, reply, chart transition, command and sensor sample goes to an MCAP event log.
-Ctrl-C or SIGTERM stops the cell safely (PackML Stop: the current primitive is stopped, the arm retracts,
-the band hook lifts), then the log is closed; a second signal aborts (robot halted at once) when it is a
-terminal's second Ctrl-C or comes a grace period after the first (`runtime.signals`). A log disk that fails stops
-the cell the same safe way.
+With the built-in simulated cell (`[cell] devices = "sim"`, the default) the simulated PLC, robot and F/T sensor
+are served in-process behind OPC UA, Modbus TCP and UDP on 127.0.0.1 and the controller connects to them like to a
+real cell; with `devices = "external"` it connects to the configured endpoints (`cellctl devices --sim` serves a
+simulated cell there). Every port call, reply, chart transition, command and sensor sample goes to an MCAP event
+log; every report goes first to the durable outbox (`fc.store`), then to the log and the FC. Ctrl-C or SIGTERM
+stops the cell safely (PackML Stop: the current primitive is stopped, the arm retracts, the band hook lifts), then
+the log is closed; a second signal aborts (robot halted at once) when it is a terminal's second Ctrl-C or comes a
+grace period after the first (`runtime.signals`). A log disk that fails stops the cell the same safe way. A run
+that finds tasks the last one left unfinished (a crash) reports them as handoffs and waits in Aborted for Clear and
+Reset (`fc.recovery`).
 
 The wiring (this module is the one place that puts the parts together)::
 
-    RunConfig ─► SimCellDevices (devices = "sim": PLC, robot, F/T servers on 127.0.0.1)
-                     │ Endpoints
+    RunConfig ─► open_devices (workcells.sources) ─► Endpoints, perception + camera, the world's orders
+                     │  sim: SimCellDevices in this process; external: [plc] [robot] [ft] [camera] endpoints
                      ▼
     ReflexProcess (own process: F/T in, HALT out) ──relay──► FTSensor ─┐
-    PlcClient (OPC UA) ── RobotDriver (Modbus TCP) ────────────────────┤
-    WorldPerception + WorldCamera (the simulated world's camera)  ─────┤
-                                                                       ▼
-                                          DriverWorkcell ─► RecordingWorkcell ─► CellRun (cell chart)
-                                               │                   │                  ▲
-                    SensorLog (driver streams) ┴─► LogRecorder ◄───┘ transitions      │ commands
-                                                   (EventLog, MCAP)                   │
-                                       signals (runtime.signals) ─► Stopper ──────────┘
+    PlcClient (OPC UA) ── RobotDriver (Modbus TCP) ────────────────────┤   CellStore (SQLite: outbox,
+    perception + camera ───────────────────────────────────────────────┤     pick requests, task journal)
+    FcOrders (the FC's pick requests, from the store) ─────────────────┤      ▲      ▲        │ recover()
+                                                                       ▼      │      │        ▼ at start
+                  DriverWorkcell ─► RecordingWorkcell ─► ReportingWorkcell ─► CellRun (cell chart) ◄─┐
+                       │ on_item: journal       │              │ commit, then   ▲                    │
+                       ▼                        ▼              ▼ notify         │ commands           │
+          SensorLog ─► LogRecorder (EventLog, MCAP)     FcServer (OPC UA, PackML) ──── ChartControl ──┘
+                                                              ▲  events, methods
+                         signals ─► Stopper ─► commands       └── the FC (SimFc: the simulated cell's)
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from cellctl import __version__
-from cellctl.config import ConfigError, RunConfig
+from cellctl.config import RunConfig
 from cellctl.eventlog import EventLog
 from cellctl.eventlog.recorder import REAL_SAMPLE_TOPICS, LogRecorder
 from cellctl.eventlog.sensors import SensorLog
@@ -58,48 +62,16 @@ from cellctl.runtime.reflex_process import ReflexConfig, ReflexProcess
 from cellctl.runtime.signals import SignalListener, StopPolicy, StopSignal
 from cellctl.workcells.drivers import DriverWorkcell
 from cellctl.workcells.recording import COMMAND, RecordingWorkcell
-from cellctl.workcells.sim_perception import WorldPerception
+from cellctl.workcells.sources import CellDevices, Endpoints, open_devices
 from drivers.ft import FTSensor
 from drivers.plc import PlcClient
 from drivers.robot import RobotDriver
-from drivers.sim.cell import SimCell
-from drivers.sim.cell_devices import Endpoints, SimCellConfig, SimCellDevices
 from statecharts import cell as cell_chart
-from statecharts.workcell import PickOrder
 
 log = structlog.get_logger("run")
 MiB = 1024 * 1024
 CONNECT_TIMEOUT_S = 15.0
 INCIDENTS_PERIOD_S = 5.0
-
-
-class WorldCamera:
-    """The EOAT camera of the simulated cell: noisy depth frames rendered from its world."""
-
-    def __init__(self, perception: WorldPerception) -> None:
-        self.perception = perception
-        self.noise_k = perception.camera.noise_k
-
-    def frame(self, bin_index: int) -> Any:
-        p = self.perception
-        return p.noisy(p.render(p.cell.bin(bin_index), band=False)[0])
-
-
-class SimOrders:
-    """The FC's pick orders in the simulated cell (the FC order interface is not on OPC UA yet)."""
-
-    def __init__(self, devices: SimCellDevices) -> None:
-        self.devices = devices
-
-    async def next_order(self, timeout_s: float) -> PickOrder | None:
-        cell: SimCell = self.devices.cell
-        order, down_s = cell.next_order()
-        await self.devices.present_pod()  # the order may have rotated the pod
-        if order is None or down_s > timeout_s:
-            await anyio.sleep(timeout_s)
-            return None
-        await anyio.sleep(0.5 + down_s)
-        return PickOrder(order_id=order.order_id, item_id=str(order.item_id), bin_id=order.bin_id)
 
 
 @dataclass
@@ -300,9 +272,6 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callab
     SIGTERM are taken on the event loop. A summary with an "error" key means the run had to stop on a fault
     of its own (the log's disk): `cellctl run` prints it and exits 2.
     """
-    if cfg.cell.devices != "sim":
-        raise ConfigError("cell.devices = 'real' needs an EOAT camera driver and its perception service, which this "
-                          "version does not have; use devices = 'sim'")
     tune_interpreter_for_reflex()
     path = _log_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,12 +337,8 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
                ) -> tuple[str, cell_chart.CellData | None, DriverWorkcell | None]:
     # Devices in the outer group, the controller in the inner one: the controller shuts down first.
     async with anyio.create_task_group() as devices_tg:
-        s = cfg.sim
-        devices = SimCellDevices(SimCellConfig(
-            host=s.host, opcua_port=s.opcua_port, modbus_port=s.modbus_port, ft_port=s.ft_port,
-            ft_rate_hz=s.ft_rate_hz, seed=s.seed, faults=s.faults, time_scale=s.time_scale,
-        ))
-        ep = await devices_tg.start(devices.serve)
+        devices = await open_devices(cfg, devices_tg)
+        ep = devices.endpoints
         async with anyio.create_task_group() as tg:
             tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
             c = cfg.cell
@@ -381,7 +346,7 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
             cell = await _connect(tg, cfg, ep, devices, recorder, orders)
             tg.start_soon(_log_incidents, recorder, _incident_sources(cell), INCIDENTS_PERIOD_S)
             recorder.record("run.devices", anyio.current_time(), {"endpoints": {
-                "opcua": ep.opcua_url, "modbus": list(ep.modbus), "ft": list(ep.ft)}})
+                "opcua": ep.opcua_url, "modbus": list(ep.modbus), "ft": list(ep.ft)}, **devices.describe()})
             recording = RecordingWorkcell(cell, recorder)
             data_box: list[cell_chart.CellData] = []
 
@@ -422,8 +387,8 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
             recorder.record("fc.server", anyio.current_time(), {"url": status.fc_url})
             if on_fc is not None:
                 on_fc(status.fc_url)
-            if cfg.sim.fc_client:  # the simulated cell's FC: a real OPC UA client of the server above
-                sim_fc = SimFc(status.fc_url, orders=SimOrders(devices) if c.task == "pick" else None)
+            if _simulated_fc(cfg):  # the simulated cell's FC: a real OPC UA client of the server above
+                sim_fc = SimFc(status.fc_url, orders=devices.orders)
                 await tg.start(sim_fc.run)
             if on_ready is not None:
                 on_ready(run)
@@ -480,7 +445,12 @@ def _incident_sources(cell: DriverWorkcell) -> dict[str, Callable[[], dict[str, 
     return sources
 
 
-async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCellDevices,
+def _simulated_fc(cfg: RunConfig) -> bool:
+    """The built-in simulated cell brings its FC; with external devices only when [sim] fc_client says so."""
+    return cfg.sim.fc_client and (cfg.cell.devices == "sim" or "fc_client" in cfg.sim.model_fields_set)
+
+
+async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: CellDevices,
                    recorder: LogRecorder, orders: FcOrders | None) -> DriverWorkcell:
     """Start the force reflex process, the drivers and the sensor log against `ep`; return once the PLC, the
     robot, the pod and the reflex are up. The reflex process reads the F/T sensor itself (and halts the robot on
@@ -494,9 +464,8 @@ async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: SimCel
         with anyio.fail_after(CONNECT_TIMEOUT_S):
             await tg.start(reflex.run)  # first: the FTSensor reads the stream it relays
             ft = FTSensor(ft_cfg.model_copy(update={"host": reflex.relay[0], "port": reflex.relay[1]}))
-            perception = WorldPerception(devices.cell)
-            cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=perception,
-                                  frames=WorldCamera(perception), orders=orders, recorder=recorder, reflex=reflex)
+            cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=devices.perception,
+                                  frames=devices.frames, orders=orders, recorder=recorder, reflex=reflex)
             sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)
             for task in (plc.run, robot.run, ft.run, sensors.run, cell.run):
                 await tg.start(task)

@@ -395,7 +395,6 @@ async def test_open_devices_sim_starts_the_simulated_cell_in_process(tmp_path: P
 
 
 # -- end to end ------------------------------------------------------------------------------------------------
-@pytest.mark.skip(reason="run.py wiring pending (lead)")
 async def test_run_cell_stows_against_external_devices(tmp_path: Path) -> None:
     d = DevicesProcess(tmp_path, "--seed", "7")
     try:
