@@ -12,6 +12,7 @@ NODESET := cellctl/fc/nodesets/Opc.Ua.PackML.NodeSet2.xml
 
 test: $(STAMP) $(INTEROP) $(NODESET)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # The controller on the built-in simulated cell (real time, OPC UA / Modbus / UDP on 127.0.0.1); Ctrl-C stops it.

@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskStatus
@@ -226,13 +226,14 @@ class _Session:
 
 def _resolve(text: str, namespaces: list[str]) -> ua.NodeId:
     parsed = ua.NodeId.from_string(text)
-    index = parsed.NamespaceIndex
+    index: int = parsed.NamespaceIndex
     uri = getattr(parsed, "NamespaceUri", None)
     if uri:
         if uri not in namespaces:
             raise PlcError(f"namespace {uri!r} of {text!r} is not on the server (it has {namespaces})")
         index = namespaces.index(uri)
-    return ua.NodeId(parsed.Identifier, index, parsed.NodeIdType)
+    # asyncua annotates NamespaceIndex with its encoding marker ua.Int16 (a bare int subclass) but takes a plain int
+    return ua.NodeId(parsed.Identifier, cast(ua.Int16, index), parsed.NodeIdType)
 
 
 def _status_name(dv: ua.DataValue) -> str:
@@ -533,7 +534,8 @@ class PlcClient:
             parsed[text] = record
             records.append(record)
         self._parsed = parsed  # records that left the log are forgotten
-        bound = plc_seq if plc_seq is not None else max((r.seq for r in records if r.good), default=None)
+        good_seqs = (r.seq for r in records if r.good and r.seq is not None)  # a good record's seq is its arrival's
+        bound = plc_seq if plc_seq is not None else max(good_seqs, default=None)
         trusted: list[bool] = []
         below: float = math.inf  # lowest seq among the records after this one
         for record in reversed(records):
@@ -570,7 +572,7 @@ class PlcClient:
         self._bad_records.intersection_update(self._parsed)
         for record, trusted in scanned:
             seq = record.seq
-            if seq is not None and seq <= self.last_arrival_seq:
+            if seq is not None and seq <= last:
                 continue  # delivered (or passed over) already
             if record.arrival is None:
                 if record.text not in self._bad_records:
@@ -583,9 +585,9 @@ class PlcClient:
                     )
                 if trusted:
                     assert seq is not None
-                    self.last_arrival_seq = seq  # in line: counts as passed, so no gap is reported
+                    self.last_arrival_seq = last = seq  # in line: counts as passed, so no gap is reported
                 continue
-            self.last_arrival_seq = record.arrival.seq
+            self.last_arrival_seq = last = record.arrival.seq
             self.arrivals.publish(record.arrival)
 
     async def _read_pod(self, session: _Session) -> None:

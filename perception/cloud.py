@@ -8,10 +8,14 @@ NaN and zero depths are "no return" and produce no point.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .common import CameraIntrinsics, PerceptionError, check_depth, check_points, frozen
+
+if TYPE_CHECKING:
+    import open3d
 
 
 def _rays(k: CameraIntrinsics) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +77,7 @@ def depth_to_points(
     return pts
 
 
-def to_open3d(points: np.ndarray):  # -> open3d.geometry.PointCloud (import deferred: open3d is slow to load)
+def to_open3d(points: np.ndarray) -> open3d.geometry.PointCloud:  # open3d imported at the call: it is slow to load
     """An open3d PointCloud holding a copy of `points` (N x 3)."""
     import open3d as o3d
 

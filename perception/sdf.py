@@ -160,6 +160,7 @@ def bin_sdf(
     occ = occupancy_voxels(points, bin_geometry, resolution=resolution, shadow=shadow)
     r = float(resolution)
     solid = np.pad(occ, ((1, 1), (1, 1), (0, 1)), constant_values=True) if walls else occ
+    values: np.ndarray
     if not solid.any():
         values = np.full(occ.shape, np.inf, dtype=np.float32)
     else:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
+import numpy.typing as npt
 
 from .bins import BinState, ItemDims
 from .checks import PlanningError, real
@@ -229,7 +230,7 @@ def _raster(boxes: Sequence[_Box], shape: tuple[int, int], cell: float, max_z: f
     return out
 
 
-def _runs(free: np.ndarray) -> list[tuple[int, int]]:
+def _runs(free: npt.ArrayLike) -> list[tuple[int, int]]:
     """Half-open [c0, c1) runs of True."""
     padded = np.concatenate([[False], free, [False]]).astype(np.int8)
     d = np.diff(padded)

@@ -208,6 +208,7 @@ def failed(ctx: ActionContext, event: Event) -> bool:
 def record_attempt(ctx: ActionContext, event: Event) -> None:
     data: PickData = ctx.data
     assert data.failure is not None
+    assert data.failure.kind is not None  # a fatal failure (no kind) ends the task instead: see failed_fatally
     data.history.append(PickAttempt(data.index, data.failure.kind))
 
 

@@ -218,6 +218,7 @@ def failed(ctx: ActionContext, event: Event) -> bool:
 def record_attempt(ctx: ActionContext, event: Event) -> None:
     data: StowData = ctx.data
     assert data.target is not None and data.failure is not None
+    assert data.failure.kind is not None  # a fatal failure (no kind) ends the task instead: see failed_fatally
     data.history.append(StowAttempt(data.target[0], data.target[1], data.failure.kind))
 
 

@@ -25,7 +25,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Generator, Iterator
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -49,12 +49,13 @@ _HEAD_BYTES = 4096  # of each record's body read by the first pass (enough to ch
 
 # Each record's body layout: H, I, Q fixed ints; s a u32-prefixed and S a u64-prefixed byte string (the
 # chunk's records, an attachment's data); * the rest of the body (a message's data).
-_LAYOUT = {
+_LAYOUT: dict[int, str] = {
     Opcode.HEADER: "ss", Opcode.FOOTER: "QQI", Opcode.SCHEMA: "Hsss", Opcode.CHANNEL: "HHsss",
     Opcode.MESSAGE: "HIQQ*", Opcode.CHUNK: "QQQIsS", Opcode.MESSAGE_INDEX: "Hs", Opcode.CHUNK_INDEX: "QQQQsQsQQ",
     Opcode.ATTACHMENT: "QQssSI", Opcode.ATTACHMENT_INDEX: "QQQQQss", Opcode.STATISTICS: "QHIIIIQQs",
     Opcode.METADATA: "ss", Opcode.METADATA_INDEX: "QQs", Opcode.SUMMARY_OFFSET: "BQQ", Opcode.DATA_END: "I",
 }
+_Problem = tuple[str, int, str]  # a corrupt record: what it is, its offset, why
 _FIXED = {"B": 1, "H": 2, "I": 4, "Q": 8}
 _KNOWN = frozenset(int(op) for op in Opcode)
 _COMPRESSIONS = ("", "zstd", "lz4")
@@ -194,7 +195,7 @@ class LogReader(Iterator[LogRecord]):
         else:
             self.ending = self._ending("complete", self.paths[-1], size, files)
 
-    def _merge(self, f: BinaryIO, path: Path, scan: _Scan) -> Iterator[LogRecord]:
+    def _merge(self, f: BinaryIO, path: Path, scan: _Scan) -> Generator[LogRecord, None, _Problem | None]:
         """Yield the file's records in log-time order; return (what, offset, reason) if a record proves corrupt."""
         starts = scan.starts
         later: list[int | None] = [None] * len(starts)  # later[i]: earliest start after group i
@@ -207,7 +208,7 @@ class LogReader(Iterator[LogRecord]):
         order = count()
         group = 0
         topics, lo, hi = self._topics, self._lo, self._hi
-        problem: tuple[str, int, str] | None = None
+        problem: _Problem | None = None
         records = scan.records + ([scan.end.partial] if scan.end.partial is not None else [])
         for opcode, offset, length in records:
             partial = opcode == Opcode.CHUNK and offset == scan.end.offset and scan.end.partial is not None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self, cast
 
 import mcap.writer
 import zstandard
@@ -120,7 +120,7 @@ class EventLog:
 
     def __init__(
         self, path: Path, *, rotate_bytes: int, flush_s: float, chunk_bytes: int, fsync: bool, overwrite: bool,
-        on_failure: Callable[[OSError], None] | None = None,
+        on_failure: Callable[[OSError], object] | None = None,
     ) -> None:
         if rotate_bytes <= 0 or flush_s <= 0 or chunk_bytes <= 0:
             raise ValueError("rotate_bytes, flush_s and chunk_bytes must be positive")
@@ -162,7 +162,7 @@ class EventLog:
         chunk_bytes: int = 1 * MiB,
         fsync: bool = False,
         overwrite: bool = False,
-        on_failure: Callable[[OSError], None] | None = None,
+        on_failure: Callable[[OSError], object] | None = None,  # what it returns is ignored
     ) -> EventLog:
         """Create a log at `path` (an existing log there is an error unless `overwrite`, which also
         removes its rotated parts). `chunk_bytes` bounds a chunk's uncompressed size; `fsync` adds an
@@ -347,8 +347,12 @@ class EventLog:
         path = part_path(self._base, len(self._paths))
         self._out = _CountingFile(path)
         self._paths.append(path)
+        # mcap's Writer annotates its output as IO but only calls write, tell and flush on it, which _CountingFile has
         self._writer = Writer(
-            self._out, chunk_size=self._chunk_bytes, compression=CompressionType.ZSTD, index_types=_INDEXES
+            cast(IO[bytes], self._out),
+            chunk_size=self._chunk_bytes,
+            compression=CompressionType.ZSTD,
+            index_types=_INDEXES,
         )
         self._writer.start(profile="", library=f"cellctl/{__version__} {LIBRARY_IDENTIFIER}")
         self._ids: dict[str, int] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import TextIO, cast
 
 import structlog
 
@@ -28,7 +28,8 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
     Logs go to stderr so that command output on stdout (exports, JSON) stays clean;
     `json=None` picks JSON lines unless the stream is a terminal.
     """
-    stream = stream or _CurrentStderr()  # type: ignore[assignment]
+    # structlog's PrintLoggerFactory is annotated to take a TextIO but only writes and flushes, as _CurrentStderr can
+    stream = stream or cast(TextIO, _CurrentStderr())
     as_json = not stream.isatty() if json is None else json
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:

@@ -44,7 +44,7 @@ class Method:
     result: TypeAdapter[Any]
 
 
-def _m(result: object, **args: object) -> Method:
+def _m(result: Any, **args: Any) -> Method:  # type expressions (TypeAdapter's TypeForm): `ItemArrival | None`, `float`
     return Method(tuple((k, TypeAdapter(v)) for k, v in args.items()), TypeAdapter(result))
 
 

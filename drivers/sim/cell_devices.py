@@ -25,7 +25,7 @@ import errno
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -99,7 +99,9 @@ class Endpoints:
         ]
 
 
-async def start_device(tg: TaskGroup, device: str, serve: Callable[..., Awaitable[None]], host: str, port: int) -> Any:
+async def start_device(
+    tg: TaskGroup, device: str, serve: Callable[..., Coroutine[Any, Any, None]], host: str, port: int
+) -> Any:
     """`tg.start(serve)`, a failure to listen raised as DeviceStartError naming the device and port."""
     try:
         return await tg.start(serve)

@@ -41,7 +41,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskStatus
@@ -58,6 +58,17 @@ _log = logging.getLogger(__name__)
 
 VT = ua.VariantType
 SC = ua.StatusCodes
+
+
+# asyncua annotates NodeId's and StatusCode's fields with its encoding markers (ua.String, ua.Int16, ua.UInt32: bare
+# str/int subclasses that only name the wire type), yet takes plain str/int, as it passes them itself: the casts only
+# tell mypy so; the values are unchanged.
+def _node_id(identifier: str, namespace_index: int) -> ua.NodeId:
+    return ua.NodeId(cast(ua.String, identifier), cast(ua.Int16, namespace_index))
+
+
+def _status_code(code: int) -> ua.StatusCode:
+    return ua.StatusCode(cast(ua.UInt32, code))
 
 # The application name `drivers.plc.PlcClient` connects with (its `client.name`): the controller's session.
 CONTROLLER_APPLICATION_NAME = "cellctl PLC driver"
@@ -205,14 +216,14 @@ class PlcSim:
         await self._up.wait()
 
     async def _build(self, server: Server, idx: int) -> None:
-        station = await server.nodes.objects.add_object(ua.NodeId("StowStation", idx), "StowStation")
+        station = await server.nodes.objects.add_object(_node_id("StowStation", idx), "StowStation")
         folders = {}
         for group in ("Conveyor", "Pod", "Interlocks"):
-            folders[group] = await station.add_object(ua.NodeId(f"StowStation.{group}", idx), group)
+            folders[group] = await station.add_object(_node_id(f"StowStation.{group}", idx), group)
         self._ids = {}
         for name, (path, vtype, writable) in _VARIABLES.items():
             group, leaf = path.split(".")
-            nodeid = ua.NodeId(f"StowStation.{path}", idx)
+            nodeid = _node_id(f"StowStation.{path}", idx)
             value = self._current(name)
             var = await folders[group].add_variable(nodeid, leaf, ua.Variant(value, vtype), vtype)
             if writable:
@@ -220,17 +231,17 @@ class PlcSim:
             self._ids[name] = nodeid
             if name == "conveyor.speed_setpoint":
                 lo, hi = SPEED_RANGE_MM_S
-                await var.add_property(ua.NodeId(f"StowStation.{path}.EURange", idx), "0:EURange", ua.Range(lo, hi))
+                await var.add_property(_node_id(f"StowStation.{path}.EURange", idx), "0:EURange", ua.Range(lo, hi))
         conveyor = folders["Conveyor"]
         await conveyor.add_method(
-            ua.NodeId("StowStation.Conveyor.AcknowledgeItem", idx),
+            _node_id("StowStation.Conveyor.AcknowledgeItem", idx),
             "AcknowledgeItem",
             _strict_method(self._acknowledge_item, [VT.String], VT.Boolean),
             [VT.String],
             [VT.Boolean],
         )
         await conveyor.add_method(
-            ua.NodeId("StowStation.Conveyor.IndexConveyor", idx),
+            _node_id("StowStation.Conveyor.IndexConveyor", idx),
             "IndexConveyor",
             _strict_method(self._index_conveyor, [], VT.Boolean),
             [],
@@ -266,10 +277,10 @@ class PlcSim:
         if server is None:
             return
         nodeid = self._ids[name]
-        if status and ua.StatusCode(status).is_bad():
-            dv = ua.DataValue(ua.Variant(None, VT.Null), StatusCode=ua.StatusCode(status))
+        if status and _status_code(status).is_bad():
+            dv = ua.DataValue(ua.Variant(None, VT.Null), StatusCode=_status_code(status))
         else:
-            dv = ua.DataValue(ua.Variant(value, vtype or _VARIABLES[name][1]), StatusCode=ua.StatusCode(status))
+            dv = ua.DataValue(ua.Variant(value, vtype or _VARIABLES[name][1]), StatusCode=_status_code(status))
         # The address space refuses a variant type other than the current one. A PLC program may
         # write anything (that is what `inject` simulates), so clear the old value first; no await
         # in between, so no client request can observe the null.
@@ -406,14 +417,14 @@ class _Refused(Exception):
     """Raised by a method handler: answer the call with `status` (and per-argument results)."""
 
     def __init__(self, status: int, arguments: list[int] | None = None) -> None:
-        super().__init__(ua.StatusCode(status).name)
+        super().__init__(_status_code(status).name)
         self.status = status
         self.arguments = arguments or []
 
 
 def _call_result(status: int, arguments: list[int]) -> ua.CallMethodResult:
     return ua.CallMethodResult(
-        StatusCode=ua.StatusCode(status), InputArgumentResults=[ua.StatusCode(a) for a in arguments]
+        StatusCode=_status_code(status), InputArgumentResults=[_status_code(a) for a in arguments]
     )
 
 
@@ -487,7 +498,7 @@ class _StrictAttributeService(AttributeService):
         for wv in params.NodesToWrite:
             refused = self._check(wv)
             if refused is not None:
-                results.append(ua.StatusCode(refused))
+                results.append(_status_code(refused))
             else:
                 results.extend(await super().write(ua.WriteParameters(NodesToWrite=[wv]), user=user))
         return results

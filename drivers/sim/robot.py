@@ -31,7 +31,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import anyio
 import structlog
@@ -283,7 +283,9 @@ class SimRobot:
         server = _StrictModbusTcpServer(device, address=(cfg.host, cfg.port), unit_id=cfg.unit_id)
         await server.serve_forever(background=True)
         try:
-            self.port = int(server.transport.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+            # pymodbus annotates `transport` as a BaseTransport; a listener's is loop.create_server's asyncio.Server
+            listener = cast(asyncio.Server, server.transport)
+            self.port = int(listener.sockets[0].getsockname()[1])
             self.log.info("sim robot listening", host=cfg.host, port=self.port)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._tick_loop)

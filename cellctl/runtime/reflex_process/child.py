@@ -43,6 +43,47 @@ import struct
 import sys
 from time import perf_counter
 
+TYPE_CHECKING = False  # `typing` would add ~15 ms to this process's start: its names are for the type checker only
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypedDict
+
+    Handler = Callable[[int, float], None]  # a poll handler: (events, now)
+    FrameFn = Callable[[int, int], bytes]  # a Modbus request: (transaction id, unit id) -> frame
+
+    class Config(TypedDict):
+        """`DEFAULTS` updated from the JSON on the command line (the fields of cellctl's ReflexConfig)."""
+
+        sensor_host: str
+        sensor_port: int
+        ft_bind_host: str
+        ft_bind_port: int
+        relay_host: str
+        relay_port: int
+        robot_host: str
+        robot_port: int
+        unit_id: int
+        counts_per_force: float
+        counts_per_torque: float
+        force_range_n: float
+        torque_range_nm: float
+        stale_after_s: float
+        restart_interval_s: float
+        heartbeat_period_s: float
+        probe_period_s: float
+        probe_timeout_s: float
+        halt_hedge_s: float
+        halt_timeout_s: float
+        connect_timeout_s: float
+        reconnect_initial_s: float
+        reconnect_max_s: float
+        rcvbuf_bytes: int
+        sched_priority: int
+        nice: int
+        cpus: list[int] | None
+        halt_on_stale: bool
+        relay_sticky: bool
+
 # --- wire formats (drivers/ft.py and drivers/robot_map.py; duplicated to keep this process light, a test checks
 # that they agree) -----------------------------------------------------------------------------------------------
 RDT_HEADER = 0x1234
@@ -61,7 +102,7 @@ MAX_OUTBOX = 1000  # messages queued for a parent that does not read; beyond it 
 LIVE, STALE, WAITING = "live", "stale", "waiting"
 UP, DOWN, CONNECTING = "up", "down", "connecting"
 
-DEFAULTS: dict[str, object] = {
+DEFAULTS: Config = {
     "sensor_host": "127.0.0.1",
     "sensor_port": 49152,
     "ft_bind_host": "127.0.0.1",
@@ -228,11 +269,11 @@ class RobotLink:
         if ev & (select.POLLIN | select.POLLERR | select.POLLHUP):
             self.read(now)
 
-    def send(self, frame_fn: object, kind: str, now: float) -> int | None:
+    def send(self, frame_fn: FrameFn, kind: str, now: float) -> int | None:
         """Send one request; its transaction id, or None (the link is then closed) if it did not go out whole."""
         r = self.reflex
         tid = r.next_tid()
-        frame = frame_fn(tid, r.unit_id)  # type: ignore[operator]
+        frame = frame_fn(tid, r.unit_id)
         assert self.sock is not None
         try:
             n = self.sock.send(frame)
@@ -285,15 +326,15 @@ def _set_priority(sock: socket.socket) -> None:
 
 
 class Reflex:
-    def __init__(self, cfg: dict[str, object], ctl: socket.socket) -> None:
+    def __init__(self, cfg: Config, ctl: socket.socket) -> None:
         self.cfg = cfg
         self.ctl = ctl
-        self.unit_id = int(cfg["unit_id"])  # type: ignore[arg-type]
-        self.cpf = float(cfg["counts_per_force"])  # type: ignore[arg-type]
-        self.fmax = int(float(cfg["force_range_n"]) * self.cpf)  # type: ignore[arg-type]
-        self.tmax = int(float(cfg["torque_range_nm"]) * float(cfg["counts_per_torque"]))  # type: ignore[arg-type]
+        self.unit_id = int(cfg["unit_id"])
+        self.cpf = float(cfg["counts_per_force"])
+        self.fmax = int(float(cfg["force_range_n"]) * self.cpf)
+        self.tmax = int(float(cfg["torque_range_nm"]) * float(cfg["counts_per_torque"]))
         self.poller = select.poll()
-        self.handlers: dict[int, object] = {}
+        self.handlers: dict[int, Handler] = {}
         self.outbox: list[bytes] = []
         self._tid = 0
         # arming
@@ -317,7 +358,7 @@ class Reflex:
         # robot
         self.link = RobotLink(self, "halt")
         self.next_connect = 0.0
-        self.backoff = float(cfg["reconnect_initial_s"])  # type: ignore[arg-type]
+        self.backoff = float(cfg["reconnect_initial_s"])
         self.next_probe = 0.0
         self.probe_deadline = math.inf
         self.next_health = 0.0
@@ -342,7 +383,7 @@ class Reflex:
         self.sensor_addr = addr
         ft = socket.socket(fam, socket.SOCK_DGRAM)
         ft.setblocking(False)
-        ft.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(c["rcvbuf_bytes"]))  # type: ignore[arg-type]
+        ft.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(c["rcvbuf_bytes"]))
         _set_priority(ft)
         ft.bind((c["ft_bind_host"], c["ft_bind_port"]))
         self.ft = ft
@@ -358,7 +399,7 @@ class Reflex:
         self._register(relay, select.POLLIN, self._on_relay)
         self._register(self.ctl, select.POLLIN, self._on_ctl)
 
-    def _register(self, sock: socket.socket, events: int, handler: object) -> None:
+    def _register(self, sock: socket.socket, events: int, handler: Handler) -> None:
         self.poller.register(sock, events)
         self.handlers[sock.fileno()] = handler
 
@@ -414,7 +455,7 @@ class Reflex:
             self.send({"t": "log", "level": level, "msg": message, "kind": key, "n": self.counters[key], **fields})
 
     def health(self, now: float) -> None:
-        self.next_health = now + float(self.cfg["heartbeat_period_s"])  # type: ignore[arg-type]
+        self.next_health = now + float(self.cfg["heartbeat_period_s"])
         self.send({
             "t": "health", "at": now, "stream": self.state, "robot": self.link.state, "armed": self.limit is not None,
             "token": self.token, "client": list(self.client) if self.client else None,
@@ -544,7 +585,7 @@ class Reflex:
 
     def _hedge(self, now: float) -> None:
         """Also send the HALT on a fresh connection (bounded: at most MAX_FRESH per trip, within halt_timeout_s)."""
-        if self.halt_trip is None or now >= self.halt_started + float(self.cfg["halt_timeout_s"]):  # type: ignore[arg-type]
+        if self.halt_trip is None or now >= self.halt_started + float(self.cfg["halt_timeout_s"]):
             return
         self.halt_hedged = True
         if self.fresh_attempts >= MAX_FRESH:
@@ -568,7 +609,7 @@ class Reflex:
             old, self.link = self.link, link
             old.close()
             link.name = "halt"
-            self.next_probe, self.probe_deadline = now + float(self.cfg["probe_period_s"]), math.inf  # type: ignore[arg-type]
+            self.next_probe, self.probe_deadline = now + float(self.cfg["probe_period_s"]), math.inf
         trip.update(halted_at=now, halt_ok=ok, error=error)
         trip.setdefault("sent_at", None)
         if not ok:
@@ -599,8 +640,8 @@ class Reflex:
 
     def link_up(self, link: RobotLink) -> None:
         if link is self.link:
-            self.backoff = float(self.cfg["reconnect_initial_s"])  # type: ignore[arg-type]
-            self.next_probe = perf_counter() + float(self.cfg["probe_period_s"])  # type: ignore[arg-type]
+            self.backoff = float(self.cfg["reconnect_initial_s"])
+            self.next_probe = perf_counter() + float(self.cfg["probe_period_s"])
             self.probe_deadline = math.inf
             self.send({"t": "log", "level": "info", "msg": "robot halt link up", "kind": "robot_up"})
             self.health(perf_counter())
@@ -686,7 +727,7 @@ class Reflex:
         token, limit = msg.get("token"), msg.get("limit_n")
         if type(token) is not int or token <= 0:
             return self._nack(rid, f"token must be a positive integer, got {token!r}")
-        if type(limit) not in (int, float) or not (math.isfinite(limit) and limit > 0):  # type: ignore[arg-type]
+        if not (type(limit) is int or type(limit) is float) or not (math.isfinite(limit) and limit > 0):
             return self._nack(rid, f"force limit must be a finite positive number of newtons, got {limit!r}")
         if token <= self.token:
             return self._nack(rid, f"stale token {token} (last armed {self.token})")
@@ -696,7 +737,7 @@ class Reflex:
             return self._nack(rid, f"robot halt link {self.link.state}: not armed")
         if self.halt_trip is not None:
             return self._nack(rid, "a halt is still being delivered: not armed")
-        self.token, self.limit, self.trip = token, float(limit), None  # type: ignore[arg-type]
+        self.token, self.limit, self.trip = token, float(limit), None
         self.counters["arms"] += 1
         self._ack(rid, token=token, last_force_n=self.last_force)
 
@@ -721,7 +762,7 @@ class Reflex:
     def _timers(self, now: float) -> float:
         """Run what is due; the next deadline."""
         c = self.cfg
-        stale_after = float(c["stale_after_s"])  # type: ignore[arg-type]
+        stale_after = float(c["stale_after_s"])
         if self.state == LIVE and now - self.last_rx > stale_after:
             self.state = STALE
             self.count("stale", "F/T stream stale: no valid record", silent_s=round(now - self.last_rx, 4))
@@ -732,7 +773,7 @@ class Reflex:
         if self.state != LIVE and now >= self.next_start:
             self.counters["restart_requests"] += 1
             self._request_sensor(CMD_START)
-            self.next_start = now + float(c["restart_interval_s"])  # type: ignore[arg-type]
+            self.next_start = now + float(c["restart_interval_s"])
         link = self.link
         if link.state == DOWN and now >= self.next_connect:
             if not link.connect(now):
@@ -746,16 +787,16 @@ class Reflex:
                 self.next_connect = now
             elif self.probe_deadline == math.inf and now >= self.next_probe and self.halt_trip is None:
                 if link.send(probe_frame, "probe", now) is not None:
-                    self.probe_deadline = now + float(c["probe_timeout_s"])  # type: ignore[arg-type]
-                self.next_probe = now + float(c["probe_period_s"])  # type: ignore[arg-type]
+                    self.probe_deadline = now + float(c["probe_timeout_s"])
+                self.next_probe = now + float(c["probe_period_s"])
         for a in self.attempts:
             if a.link is not self.link and a.link.state == CONNECTING and now >= a.link.deadline:
                 a.link.close("fresh connection for HALT timed out")
                 break
         if self.halt_trip is not None:
-            if now >= self.halt_started + float(c["halt_timeout_s"]):  # type: ignore[arg-type]
+            if now >= self.halt_started + float(c["halt_timeout_s"]):
                 self._halt_done(False, now, "no confirmation within halt_timeout_s")
-            elif not self.halt_hedged and now >= self.halt_started + float(c["halt_hedge_s"]):  # type: ignore[arg-type]
+            elif not self.halt_hedged and now >= self.halt_started + float(c["halt_hedge_s"]):
                 self._hedge(now)
         if now >= self.next_health:
             self.health(now)
@@ -775,14 +816,14 @@ class Reflex:
                 deadlines.append(self.next_probe)
         if self.halt_trip is not None:
             if not self.halt_hedged:
-                deadlines.append(self.halt_started + float(c["halt_hedge_s"]))  # type: ignore[arg-type]
-            deadlines.append(self.halt_started + float(c["halt_timeout_s"]))  # type: ignore[arg-type]
+                deadlines.append(self.halt_started + float(c["halt_hedge_s"]))
+            deadlines.append(self.halt_started + float(c["halt_timeout_s"]))
             deadlines.extend(a.link.deadline for a in self.attempts if a.link.state == CONNECTING)
         return max(min(deadlines), now)
 
     def _backoff(self, now: float) -> None:
         self.next_connect = now + self.backoff
-        self.backoff = min(self.backoff * 2, float(self.cfg["reconnect_max_s"]))  # type: ignore[arg-type]
+        self.backoff = min(self.backoff * 2, float(self.cfg["reconnect_max_s"]))
 
     # --- main loop ---------------------------------------------------------------------------------------------
 
@@ -792,7 +833,7 @@ class Reflex:
             "relay_port": self.relay.getsockname()[1], "sensor_port": self.ft.getsockname()[1],
         })
         self._request_sensor(CMD_START)
-        self.next_start = perf_counter() + float(self.cfg["restart_interval_s"])  # type: ignore[arg-type]
+        self.next_start = perf_counter() + float(self.cfg["restart_interval_s"])
         gc.collect()
         gc.freeze()  # nothing allocated so far is ever collected: keep the collector's passes short
         poll = self.poller.poll
@@ -804,7 +845,7 @@ class Reflex:
                 for fd, ev in poll(math.ceil(wait_ms)):
                     handler = handlers.get(fd)
                     if handler is not None:
-                        handler(ev, perf_counter())  # type: ignore[operator]
+                        handler(ev, perf_counter())
         finally:
             self._request_sensor(CMD_STOP)  # exiting: the sensor need not stream to a closed port
 
@@ -812,9 +853,9 @@ class Reflex:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us by closing the channel
     ctl = socket.socket(fileno=int(argv[1]))
-    cfg = dict(DEFAULTS)
+    cfg = DEFAULTS.copy()
     cfg.update(json.loads(argv[2]))
-    sched = tune_scheduling(int(cfg["sched_priority"]), int(cfg["nice"]), cfg["cpus"])  # type: ignore[arg-type]
+    sched = tune_scheduling(int(cfg["sched_priority"]), int(cfg["nice"]), cfg["cpus"])
     try:
         reflex = Reflex(cfg, ctl)
     except OSError as exc:  # a port in use, an unresolvable host: the parent reports it
