@@ -230,8 +230,8 @@ def run(
     try:
         summary = anyio.run(partial(run_cell, cfg, signals=process_listener()))
     except* (ConfigError, OSError, DeviceStartError) as group:  # a port in use, the log not writable, no answer
-        for exc in _leaves(group):
-            typer.echo(f"error: {exc}", err=True)
+        for leaf in _leaves(group):
+            typer.echo(f"error: {leaf}", err=True)
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(summary))
