@@ -85,6 +85,7 @@ class RunStatus:
     stopping: str = ""
     stop_requested: bool = False
     fc_url: str = ""
+    end: str = ""  # the end state, once the cell rests in one
 
     def line(self) -> str:
         if self.run is None:
@@ -94,7 +95,7 @@ class RunStatus:
         hours = (time.monotonic() - self.started) / 3600.0
         uph = c["done"] / hours if hours > 0 else 0.0
         alarm = f" · ALARM: {d.alarm}" if d.alarm else ""
-        return (f"cellctl run · {self.task} · {self.run.state()} · cycle {d.cycles} · done {c['done']} "
+        return (f"cellctl run · {self.task} · {self.end or self.run.state()} · cycle {d.cycles} · done {c['done']} "
                 f"handoff {c['handoff']} fault {c['fault']} · {uph:.0f} units/h{alarm}{self.stopping}")
 
 
@@ -117,6 +118,15 @@ async def _status_loop(status: RunStatus, period_s: float, out: TextIO) -> None:
                 log.error("cell held with an alarm: an operator must acknowledge it (unhold)", alarm=alarm)
             last_alarm = alarm
         await anyio.sleep(period_s)
+
+
+def _final_status(status: RunStatus, out: TextIO) -> None:
+    status.stopping = ""
+    if out.isatty():
+        out.write("\r\x1b[2K" + status.line() + "\n")
+        out.flush()
+    elif status.run is not None:
+        log.info("status", line=status.line())
 
 
 class Stopper:
@@ -312,8 +322,7 @@ async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: Tex
                                              on_fc)
             sup.cancel_scope.cancel()
     finally:
-        if out.isatty():
-            out.write("\n")
+        _final_status(status, out)  # the counts once the last report (a stop's interrupted one too) is in
         summary = _summary(cfg, end, data, hasher, path, cell, event_log)
         summary["fc"] = {"url": status.fc_url, "boot": store.boot, **store.counts(), "duplicates": store.duplicates,
                          "recovered": [h["task_id"] for h in recovery.handoffs]}
@@ -387,12 +396,15 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
             recorder.record("fc.server", anyio.current_time(), {"url": status.fc_url})
             if on_fc is not None:
                 on_fc(status.fc_url)
-            if _simulated_fc(cfg):  # the simulated cell's FC: a real OPC UA client of the server above
-                sim_fc = SimFc(status.fc_url, orders=devices.orders)
-                await tg.start(sim_fc.run)
-            if on_ready is not None:
-                on_ready(run)
-            end = await _operate(run, status, recovery)
+            async with anyio.create_task_group() as fc_tg:  # closed before the server: it leaves, not dropped
+                if _simulated_fc(cfg):  # the simulated cell's FC: a real OPC UA client of the server above
+                    sim_fc = SimFc(status.fc_url, orders=devices.orders)
+                    await fc_tg.start(sim_fc.run)
+                if on_ready is not None:
+                    on_ready(run)
+                end = await _operate(run, status, recovery)
+                status.end = end
+                fc_tg.cancel_scope.cancel()
             tg.cancel_scope.cancel()
         devices_tg.cancel_scope.cancel()
     return end, data, cell
