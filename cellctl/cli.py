@@ -224,12 +224,15 @@ def run(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from cellctl.fc.server import FcServerError
+    from cellctl.fc.store import StoreError
     from cellctl.runtime.signals import process_listener
     from drivers.sim.cell_devices import DeviceStartError
 
     try:
         summary = anyio.run(partial(run_cell, cfg, signals=process_listener()))
-    except* (ConfigError, OSError, DeviceStartError) as group:  # a port in use, the log not writable, no answer
+    except* (ConfigError, OSError, DeviceStartError, StoreError, FcServerError) as group:
+        # a port in use, the log not writable, no answer, the store unusable, the PackML nodeset missing
         for leaf in _leaves(group):
             typer.echo(f"error: {leaf}", err=True)
         raise typer.Exit(2) from None

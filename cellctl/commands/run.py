@@ -285,7 +285,7 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callab
     tune_interpreter_for_reflex()
     path = _log_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    store = CellStore.open(_store_path(cfg))
+    store = CellStore.open(_store_path(cfg), capacity=cfg.fc.outbox_capacity, max_requests=cfg.fc.max_requests)
     try:
         return await _run_with_store(cfg, store, path, out, on_ready, signals, on_fc)
     finally:

@@ -8,7 +8,9 @@
     redeliver_after_s = 30.0        # an unacknowledged report's event is sent again after this long
     pending_shown = 100             # the oldest N unacknowledged reports in PendingReports
     refresh_s = 0.1                 # state and counters are pushed at this period
-    store = "runs/cellctl-fc.sqlite"        # the outbox and pick-request store (cellctl.fc.store)
+    store = "runs/cellctl-fc.sqlite"  # outbox, pick requests, journal (cellctl.fc.store); unset: beside the logs
+    outbox_capacity = 10000         # unacknowledged reports before the cell holds with an alarm (no new task starts)
+    max_requests = 10000            # queued pick requests before RequestPick answers BadResourceUnavailable
     nodeset = "cellctl/fc/nodesets/Opc.Ua.PackML.NodeSet2.xml"  # fetched by `make` (scripts/fetch-nodesets.sh)
 
 A bad value raises pydantic's ValidationError naming the key; unknown keys, inf and NaN are refused.
@@ -39,6 +41,9 @@ class FcConfig(BaseModel):
     # 20 ms .. 1 s: the FC sees a state change within one period.
     refresh_s: float = Field(0.1, ge=0.02, le=1.0)
     store: Path = Path("runs/cellctl-fc.sqlite")
+    # A shift makes a few thousand reports: 10 000 unacknowledged is an FC that stopped acknowledging, not a slow one.
+    outbox_capacity: int = Field(10_000, ge=1, le=1_000_000)
+    max_requests: int = Field(10_000, ge=1, le=1_000_000)
     nodeset: Path = DEFAULT_NODESET
 
     @field_validator("host", "path", "namespace")

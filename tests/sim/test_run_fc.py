@@ -20,6 +20,7 @@ from cellctl.commands.run import run_cell
 from cellctl.config import RunConfig, load_config
 from cellctl.eventlog import read_log
 from cellctl.fc.simclient import SimFc
+from cellctl.runtime.cell import CellRun, Command
 
 pytestmark = pytest.mark.anyio
 
@@ -184,3 +185,35 @@ async def test_reports_arrive_exactly_once_across_a_disconnect_late_acks_and_a_r
 def _committed(summary: dict[str, Any]) -> list[str]:
     """The task ids a run committed to the outbox (its log's fc.report records)."""
     return [r.payload["task_id"] for r in read_log(Path(summary["log"])) if r.topic == "fc.report"]
+
+
+async def test_an_fc_that_stops_acknowledging_holds_the_cell_with_an_alarm_and_loses_no_report(
+        tmp_path: Path) -> None:
+    cfg = _config(tmp_path, fc_client=False, extra="outbox_capacity = 2\n")  # nobody acknowledges
+    alarmed, ready = anyio.Event(), anyio.Event()
+    runs: list[CellRun] = []
+
+    def on_ready(run: CellRun) -> None:
+        runs.append(run)
+        ready.set()
+
+    async def watch() -> None:
+        with anyio.fail_after(120):
+            await ready.wait()
+            await runs[0].runner.wait_for("held")
+        alarmed.set()
+        await runs[0].command(Command("cmd.stop"))
+
+    summary: dict[str, Any] = {}
+
+    async def controller() -> None:
+        summary.update(await run_cell(cfg, out=io.StringIO(), on_ready=on_ready))
+
+    with anyio.fail_after(180):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(controller)
+            tg.start_soon(watch)
+    assert alarmed.is_set() and summary["end_state"] == "stopped"
+    assert "outbox full: 2 reports unacknowledged" in summary["alarm"]
+    assert summary["fc"]["pending"] == summary["reports"] >= 2  # every report kept, none acknowledged
+    assert summary["fc"]["unfinished"] == 0
