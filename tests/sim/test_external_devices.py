@@ -87,7 +87,8 @@ class DevicesProcess:
                 f'[plc]\nurl = "{i["opcua"]}"\nresume_after_seq = 0\n'  # the item already waiting at the pick-up
                 f'[robot]\nhost = "{i["modbus"][0]}"\nport = {i["modbus"][1]}\n'
                 f'[ft]\nhost = "{i["ft"][0]}"\nport = {i["ft"][1]}\n'
-                f'[camera]\nkind = "sim-service"\nhost = "{i["service"][0]}"\nport = {i["service"][1]}\n')
+                f'[camera]\nkind = "sim-service"\nhost = "{i["service"][0]}"\nport = {i["service"][1]}\n'
+                '[fc]\nport = 0\n')  # the FC server on a free port: 4841 may be another run's
         path = tmp / "external.toml"
         path.write_text(text, encoding="utf-8")
         return load_config(path)
