@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from cellctl.commands.run import WorldCamera
+from cellctl.workcells.sim_sources import WorldCamera
 from cellctl.runtime.reflex_process import ReflexConfig, ReflexProcess
 from cellctl.workcells.drivers import DriverWorkcell
 from cellctl.workcells.sim_perception import WorldPerception

@@ -65,7 +65,8 @@ async def test_the_same_fault_every_cycle_holds_the_cell_with_an_alarm(tmp_path:
     held: list[str] = []
 
     async def forge_rdt_start(run: CellRun) -> None:
-        reflex = run.data.workcell.inner.inner.reflex  # (reporting -> recording -> driver port) it reads the sensor itself (and relays to the FTSensor)
+        # reporting -> recording -> driver port; the reflex reads the sensor itself (and relays to the FTSensor)
+        reflex = run.data.workcell.inner.inner.reflex
         sensor = (reflex.config.sensor_host, reflex.config.sensor_port)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as thief:
             thief.bind(("127.0.0.1", 0))
