@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import anyio
 
-from cellctl.workcells.sim_sources import WorldCamera
 from cellctl.runtime.reflex_process import ReflexConfig, ReflexProcess
 from cellctl.workcells.drivers import DriverWorkcell
 from cellctl.workcells.sim_perception import WorldPerception
+from cellctl.workcells.sim_sources import WorldCamera
 from drivers.ft import FTConfig, FTSensor, StreamState
 from drivers.plc import BackoffConfig, PlcClient, PlcConfig
 from drivers.robot import RobotConfig, RobotDriver
