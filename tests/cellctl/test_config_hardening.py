@@ -342,7 +342,7 @@ def test_generated_valid_configs_run_one_cycle_or_exit_2_cleanly(tmp_path_factor
                                                                   text: str) -> None:
     where = tmp_path_factory.mktemp("run")
     path = where / "cell.toml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text + f'[fc]\nport = 0\nstore = "{where / "fc.sqlite"}"\n', encoding="utf-8")  # no fixed port
     load_config(path)  # the strategy only makes valid configurations
     proc = subprocess.Popen([sys.executable, "-m", "cellctl", "run", "--config", str(path), "--cycles", "1",
                              "--log-dir", str(where), "--json"],

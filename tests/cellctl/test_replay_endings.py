@@ -100,7 +100,7 @@ def test_a_corrupt_log_is_not_replayed(tmp_path: Path) -> None:
 
 def test_a_killed_run_replays_up_to_where_its_log_ends(tmp_path: Path) -> None:
     cfg = tmp_path / "cell.toml"
-    cfg.write_text(f'[cell]\ncycles = 0\nstatus_period_s = 0.2\n[log]\ndir = "{tmp_path}"\n'
+    cfg.write_text(f'[cell]\ncycles = 0\nstatus_period_s = 0.2\n[log]\ndir = "{tmp_path}"\n[fc]\nport = 0\n'
                    '[sim]\ntime_scale = 0.05\nseed = 5\n')
     proc = subprocess.Popen([sys.executable, "-m", "cellctl", "run", "--config", str(cfg), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

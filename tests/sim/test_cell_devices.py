@@ -407,7 +407,7 @@ def test_cellctl_run_on_a_busy_opcua_port_exits_2_with_one_line(tmp_path: Path) 
         busy.listen()
         port = busy.getsockname()[1]
         cfg = tmp_path / "cell.toml"
-        cfg.write_text(f'[log]\ndir = "{tmp_path}"\n[sim]\nopcua_port = {port}\ntime_scale = {FAST}\n')
+        cfg.write_text(f'[log]\ndir = "{tmp_path}"\n[fc]\nport = 0\n[sim]\nopcua_port = {port}\ntime_scale = {FAST}\n')
         done = subprocess.run(
             [sys.executable, "-m", "cellctl", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=120
         )

@@ -31,7 +31,7 @@ FAST = 0.05
 
 def _config(tmp_path: Path, *, task: str = "stow", cycles: int = 3, faults: str = "none") -> RunConfig:
     text = (f'[cell]\ntask = "{task}"\ncycles = {cycles}\nstatus_period_s = 0.2\n'
-            f'[log]\ndir = "{tmp_path}"\n[sim]\ntime_scale = {FAST}\nfaults = "{faults}"\nseed = 5\n')
+            f'[log]\ndir = "{tmp_path}"\n[fc]\nport = 0\n[sim]\ntime_scale = {FAST}\nfaults = "{faults}"\nseed = 5\n')
     path = tmp_path / "cell.toml"
     path.write_text(text)
     return load_config(path)
@@ -112,7 +112,8 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_the_process_cleanly(tmp_path: Path) -> None:
     cfg = tmp_path / "cell.toml"
-    cfg.write_text(f'[cell]\nstatus_period_s = 0.2\n[log]\ndir = "{tmp_path}"\n[sim]\ntime_scale = {FAST}\n')
+    cfg.write_text(f'[cell]\nstatus_period_s = 0.2\n[log]\ndir = "{tmp_path}"\n[fc]\nport = 0\n'
+                   f'[sim]\ntime_scale = {FAST}\n')
     proc = subprocess.Popen([sys.executable, "-m", "cellctl", "run", "--config", str(cfg), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

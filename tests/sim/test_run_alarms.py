@@ -25,7 +25,7 @@ FAST = 0.05
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
     cfg = tmp_path / "cell.toml"
-    cfg.write_text(f'[cell]\ncycles = 0\nstatus_period_s = 0.2\n{extra}\n[log]\ndir = "{tmp_path}"\n'
+    cfg.write_text(f'[cell]\ncycles = 0\nstatus_period_s = 0.2\n{extra}\n[log]\ndir = "{tmp_path}"\n[fc]\nport = 0\n'
                    f'[sim]\ntime_scale = {FAST}\nseed = 5\n')
     return cfg
 

@@ -31,7 +31,7 @@ FAST = 0.05
 
 def _config_file(tmp_path: Path, cycles: int = 0) -> Path:
     cfg = tmp_path / "cell.toml"
-    cfg.write_text(f'[cell]\ncycles = {cycles}\nstatus_period_s = 0.2\n[log]\ndir = "{tmp_path}"\n'
+    cfg.write_text(f'[cell]\ncycles = {cycles}\nstatus_period_s = 0.2\n[log]\ndir = "{tmp_path}"\n[fc]\nport = 0\n'
                    f'[sim]\ntime_scale = {FAST}\nseed = 5\n')
     return cfg
 
