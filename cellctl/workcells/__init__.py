@@ -1,10 +1,14 @@
-"""The `Workcell` port's implementations (the Protocol is `statecharts.workcell.Workcell`).
+"""The `Workcell` port's implementations (the Protocol is `statecharts.workcell.Workcell`), and where their devices are.
 
     drivers.py         DriverWorkcell: the real drivers (PLC over OPC UA, robot over Modbus TCP, F/T over UDP)
     sim.py             SimWorkcell: the in-process simulated cell on the loop's (virtual) clock
     sim_perception.py  WorldPerception: perception and planning on frames rendered from the simulated world
     recording.py       RecordingWorkcell: wraps any workcell and logs every call and reply
     replay.py          ReplayWorkcell: serves the charts' calls from a recorded log
+    sources.py         open_devices -> CellDevices: a run's endpoints, camera + perception and orders (sim/external)
+    sim_sources.py     WorldCamera, SimOrders: the simulated world's camera and the simulated FC's orders
+    sim_service.py     SimService: that world's camera, perception and orders over TCP (`cellctl devices --sim`)
+    remote_sim.py      RemoteSim: its client, the camera of `devices = "external"` ([camera] kind = "sim-service")
 """
 
 from typing import TYPE_CHECKING
@@ -14,11 +18,20 @@ from cellctl._exports import lazy
 if TYPE_CHECKING:
     from .drivers import DriverWorkcell
     from .recording import RecordingWorkcell
+    from .remote_sim import RemoteSim
     from .replay import ReplayWorkcell
     from .sim import SimWorkcell
     from .sim_perception import WorldPerception
+    from .sim_service import SimService
+    from .sim_sources import SimOrders, WorldCamera
+    from .sources import CellDevices, open_devices
 
 _EXPORTS = {"DriverWorkcell": ".drivers", "SimWorkcell": ".sim", "WorldPerception": ".sim_perception",
-            "RecordingWorkcell": ".recording", "ReplayWorkcell": ".replay"}
+            "RecordingWorkcell": ".recording", "ReplayWorkcell": ".replay", "CellDevices": ".sources",
+            "open_devices": ".sources", "WorldCamera": ".sim_sources", "SimOrders": ".sim_sources",
+            "SimService": ".sim_service", "RemoteSim": ".remote_sim"}
 __getattr__ = lazy(__name__, _EXPORTS)
-__all__ = ["DriverWorkcell", "RecordingWorkcell", "ReplayWorkcell", "SimWorkcell", "WorldPerception"]
+__all__ = [
+    "CellDevices", "DriverWorkcell", "RecordingWorkcell", "RemoteSim", "ReplayWorkcell", "SimOrders", "SimService",
+    "SimWorkcell", "WorldCamera", "WorldPerception", "open_devices",
+]
