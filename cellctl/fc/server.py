@@ -43,9 +43,9 @@ unless 0: (OPC UA's own):
        │  PendingReportCount (UInt32: all of them)
        ├─ AcknowledgeReports(ReportIds: UInt64[]) -> Acknowledged: UInt32
        └─ RequestPick(ItemId, ProductId, Pod, Bin: String) -> TaskId: String
-    Types/EventTypes/BaseEventType/CellReportEventType   ours: ReportId (UInt64), TaskId, Kind (report | handoff),
-        Outcome, ItemId, BinId, Reason (String), Attempts (UInt32), Payload (String: the report as JSON);
-        emitted by the Server object, SourceNode Cellctl
+    Types/EventTypes/BaseEventType/CellReportEventType   ours (s=CellReportEventType): ReportId (UInt64), TaskId,
+        Kind (report | handoff), Outcome, ItemId, BinId, Reason (String), Attempts (UInt32), Payload (String: the
+        report as JSON); emitted by the Server object (i=2253), SourceNode Cellctl, Severity 100 (500: a handoff)
 
 How it behaves:
 - The three CurrentStates follow OPC 30050's nesting: a machine that is not active (ExecuteState while Stopped,
@@ -475,11 +475,14 @@ class FcServer:
             [_argument("TaskId", VT.String, "the pick task's id; its report carries it")],
         )
         await _describe(pick, "Queue a pick request (durably); returns the task id")
-        etype = await server.create_custom_event_type(idx, "CellReportEventType", ua.ObjectIds.BaseEventType, [
-            ("ReportId", VT.UInt64), ("TaskId", VT.String), ("Kind", VT.String), ("Outcome", VT.String),
-            ("ItemId", VT.String), ("BinId", VT.String), ("Reason", VT.String), ("Attempts", VT.UInt32),
-            ("Payload", VT.String),
-        ])  # fmt: skip
+        # As server.create_custom_event_type does, with string NodeIds (ns=<ours>;s=CellReportEventType.ReportId).
+        etype = await server.get_node(_nid(ua.ObjectIds.BaseEventType)).add_object_type(
+            _nid("CellReportEventType", idx), ua.QualifiedName("CellReportEventType", idx))
+        for name, vtype in (("ReportId", VT.UInt64), ("TaskId", VT.String), ("Kind", VT.String),
+                            ("Outcome", VT.String), ("ItemId", VT.String), ("BinId", VT.String), ("Reason", VT.String),
+                            ("Attempts", VT.UInt32), ("Payload", VT.String)):
+            await etype.add_property(_child_id(etype.nodeid, name), ua.QualifiedName(name, idx),
+                                     ua.get_default_value(vtype), varianttype=vtype)
         await _describe(etype, "A stow/pick report or handoff request from the outbox; acknowledge it by ReportId")
         self._event = await server.get_event_generator(etype, ua.ObjectIds.Server)
         self._event.event.SourceNode = obj.nodeid
@@ -739,7 +742,10 @@ async def _instantiate_packml(server: Server, type_node: Node, nodeid: ua.NodeId
 
     async def make(source: Node, parent: ua.NodeId, rdesc: ua.ReferenceDescription, nodeid: ua.NodeId,
                    path: str) -> None:
-        await _instantiate_node(session, source, parent, rdesc, nodeid, rdesc.BrowseName, recursive=False)
+        # The root is named as asked (not after its type); the members keep the nodeset's display names.
+        dname = None if path else ua.LocalizedText(bname.Name)
+        await _instantiate_node(session, source, parent, rdesc, nodeid, rdesc.BrowseName, dname=dname,
+                                recursive=False)
         typedef = rdesc.TypeDefinition
         members = server.get_node(typedef) if typedef.NamespaceIndex == pidx else source
         done: set[str] = set()
