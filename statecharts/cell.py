@@ -70,6 +70,7 @@ class CellData:
     seq: int = 0  # tasks started (the next task id)
     task_prefix: str = ""  # before every task id: a run/boot tag, so ids stay unique across restarts
     current_task: str = ""  # the id of the task running now ("" between tasks)
+    cut_short: bool = False  # a Complete left execute mid-task: completing makes the arm safe first
     cycles: int = 0  # tasks ended with a report (an interrupted one too)
     interrupted: int = 0  # of which cut short by a hold, suspend, stop or abort (they do not count to max_cycles)
     counts: Counter[str] = field(default_factory=Counter)  # reports by outcome
@@ -104,7 +105,7 @@ class CellData:
 
 @activity("state_complete")
 async def complete_at_once(ctx: ActivityContext) -> None:
-    """Resetting, starting, unholding, unsuspending, completing, clearing: nothing to wait for yet."""
+    """Resetting, starting, unholding, unsuspending, clearing: nothing to wait for yet."""
     await anyio.lowlevel.checkpoint()
     ctx.post("state_complete")
 
@@ -130,6 +131,20 @@ async def execute_cycles(ctx: ActivityContext) -> None:
         data.count(result)
         ctx.post("cycle.done", result)
     ctx.post("cycles.finished")
+
+
+@activity("state_complete", "safe.failed")
+async def finish(ctx: ActivityContext) -> None:
+    """Completing: after the last cycle the arm is already out of the pod; after a Complete that cut a task short
+    it is made safe first, as holding and stopping do."""
+    data: CellData = ctx.data
+    if not data.cut_short:
+        await anyio.lowlevel.checkpoint()
+        ctx.post("state_complete")
+        return
+    data.cut_short = False
+    problem = await make_arm_safe(data.workcell, data.config)
+    ctx.post("state_complete") if problem is None else ctx.post("safe.failed", problem)
 
 
 @activity("state_complete", "safe.failed")
@@ -182,6 +197,10 @@ def note_alarm(ctx: ActionContext, event: Event) -> None:
     ctx.data.streak.clear()
 
 
+def note_cut_short(ctx: ActionContext, event: Event) -> None:
+    ctx.data.cut_short = True
+
+
 def acknowledge_alarm(ctx: ActionContext, event: Event) -> None:
     ctx.data.alarm = ""
 
@@ -228,10 +247,10 @@ def build() -> Chart:
                             on("task.starved", "suspending", action=note_starved),
                             on("cmd.hold", "holding"),
                             on("cmd.suspend", "suspending"),
-                            on("cmd.complete", "completing"),
+                            on("cmd.complete", "completing", action=note_cut_short),
                         ],
                     ),
-                    _acting("completing", complete_at_once, "complete"),
+                    _acting("completing", finish, "complete"),
                     State("complete", transitions=[on("cmd.reset", "resetting")]),
                     _acting("holding", make_safe, "held"),
                     State("held", transitions=[on("cmd.unhold", "unholding", action=acknowledge_alarm)]),

@@ -75,7 +75,7 @@ class _Events:
         fields = event.get_event_props_as_fields_dict()
         try:
             self.send.send_nowait(_from_fields({k: v.Value for k, v in fields.items()}))
-        except (anyio.WouldBlock, anyio.ClosedResourceError, ValueError, KeyError):
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError, ValueError, KeyError):
             log.warning("report event dropped by the simulated FC (it reads PendingReports instead)")
 
 

@@ -32,3 +32,7 @@ def test_complete_command_ends_the_run_in_complete_and_reset_starts_again() -> N
     # The task cut short still reports (interrupted), like any task leaving execute.
     assert [(r.task_id.rsplit("-", 1)[-1], r.outcome.value) for r in wc.reports] == [("000000", "fault")]
     assert wc.reports[0].reason.startswith("interrupted")
+    # ... and completing makes the arm safe before the cell rests in complete, as a hold or a stop does.
+    names = wc.names()
+    after = names[names.index("move approach") + 1:]
+    assert "move retract" in after and "hook up" in after, after
