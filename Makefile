@@ -46,7 +46,8 @@ $(INTEROP): tests/interop/package.json tests/interop/package-lock.json scripts/e
 
 nodesets: $(NODESET)
 
-$(NODESET): scripts/fetch-nodesets.sh
+$(NODESET): scripts/fetch-nodesets.sh scripts/ensure-sysdeps.sh
+	@sh scripts/ensure-sysdeps.sh --nodesets
 	@sh scripts/fetch-nodesets.sh
 	@touch $@
 

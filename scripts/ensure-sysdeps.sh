@@ -1,7 +1,8 @@
 #!/bin/sh
 # System packages the project needs (Debian names). `--test` adds the tools the
 # interop tests use: mbpoll (an independent Modbus master) and Node.js/npm (for
-# node-opcua, an independent OPC UA client). Installs them when run as root;
+# node-opcua, an independent OPC UA client); `--nodesets` adds npm, which fetches
+# the PackML nodeset the FC server loads (`make run` too). Installs them when run as root;
 # otherwise stops and names what is missing.
 set -eu
 missing=""
@@ -15,6 +16,9 @@ need_lib libusb-1.0.so.0 libusb-1.0-0   # open3d
 need_lib libgomp.so.1 libgomp1          # open3d, onnxruntime
 if [ "${1:-}" = "--test" ]; then
     need_cmd mbpoll mbpoll
+    need_cmd npm npm
+fi
+if [ "${1:-}" = "--nodesets" ]; then
     need_cmd npm npm
 fi
 [ -z "$missing" ] && exit 0
