@@ -8,6 +8,7 @@ state, so replay posts it at the same point of the run.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from statecharts.tasks import TaskConfig
 from statecharts.workcell import Workcell
 
 END_STATES = ("complete", "suspended", "aborted", "stopped")
+COMMANDS_KEPT = 1000  # a cell takes commands for months: the log has them all, the runner the latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ class CellRun:
     runner: ChartRunner
     data: cell.CellData
     on_command: Callable[[Command], None] | None = None
-    commands: list[Command] = field(default_factory=list)
+    commands: deque[Command] = field(default_factory=lambda: deque(maxlen=COMMANDS_KEPT))  # the latest (all logged)
 
     async def command(self, cmd: Command) -> None:
         if cmd.at_s is not None:
