@@ -8,10 +8,20 @@ lives in this object, not in the server, so `serve()` can be cancelled and start
 and changes made while it was down show up when it returns.
 
 Address space (namespace `urn:cellctl:sim:plc`, string NodeIds `StowStation.<path>`):
-Conveyor.{ArrivalSeq, ArrivalLog, IndexCount, SpeedSetpoint}, methods
+Conveyor.{ArrivalSeq, ArrivalLog, IndexCount, SpeedSetpoint, AtPickup, HandedOver, HandedOverCount}, methods
 Conveyor.AcknowledgeItem(item_id: String) -> Boolean and Conveyor.IndexConveyor() -> Boolean;
 Pod.{PodSeq, PodId, Face, BinLayout}; Interlocks.{EStopActive, LightCurtainBroken, DoorOpen}.
 See `drivers/plc_nodes.py` for the data contract.
+
+The conveyor's transfer record (read-only, what the PLC's photo-eye and tracking know):
+- `Conveyor.AtPickup` (String): the ArrivalLog record of the item now at the pick-up point, "" when none. Written
+  before the record enters the ArrivalLog (`arrive(..., at_pickup=True)`), so a client that sees an arrival finds
+  it there; cleared when the cell takes the item (`hand_over`).
+- `Conveyor.HandedOver` (String[]): the latest `history` items the cell took off the conveyor (a grasp lifted
+  them from the pick-up point), oldest first, one JSON object each: `n` (1, 2, 3 ...), `seq` (the arrival's),
+  `item_id`. `Conveyor.HandedOverCount` (UInt32) is the newest `n`, written after the log (a trigger, as
+  ArrivalSeq is). An item the cell acknowledged but did not take (a grasp that failed, a controller that died
+  first) is not handed over: it stays at the pick-up point and is announced again.
 
 It is as strict as a real PLC, since integrators point their tools at it:
 
@@ -81,6 +91,9 @@ _VARIABLES: dict[str, tuple[str, ua.VariantType, bool]] = {
     "conveyor.arrival_log": ("Conveyor.ArrivalLog", VT.String, False),
     "conveyor.index_count": ("Conveyor.IndexCount", VT.UInt32, False),
     "conveyor.speed_setpoint": ("Conveyor.SpeedSetpoint", VT.Double, True),
+    "conveyor.at_pickup": ("Conveyor.AtPickup", VT.String, False),
+    "conveyor.handed_over": ("Conveyor.HandedOver", VT.String, False),
+    "conveyor.handed_over_count": ("Conveyor.HandedOverCount", VT.UInt32, False),
     "pod.pod_seq": ("Pod.PodSeq", VT.UInt32, False),
     "pod.pod_id": ("Pod.PodId", VT.String, False),
     "pod.face": ("Pod.Face", VT.String, False),
@@ -160,6 +173,9 @@ class PlcSim:
         self.arrival_seq = 0
         self._log: deque[str] = deque(maxlen=history)  # JSON records, oldest first
         self.acknowledged: deque[str] = deque(maxlen=history)  # no more than the arrivals it may refer to
+        self.at_pickup = ""  # the ArrivalLog record of the item at the pick-up point ("" none)
+        self._handed: deque[str] = deque(maxlen=history)  # JSON hand-over records, oldest first
+        self.handed_over_count = 0
         self.index_count = 0
         self.speed_setpoint = 500.0
         self.pod_seq = 0
@@ -260,6 +276,12 @@ class PlcSim:
                 return self.index_count
             case "conveyor.speed_setpoint":
                 return self.speed_setpoint
+            case "conveyor.at_pickup":
+                return self.at_pickup
+            case "conveyor.handed_over":
+                return list(self._handed)
+            case "conveyor.handed_over_count":
+                return self.handed_over_count
             case "pod.pod_seq":
                 return self.pod_seq
             case "pod.pod_id":
@@ -291,12 +313,38 @@ class PlcSim:
 
     # ------------------------------------------------------------------ station API
 
-    async def arrive(self, item: SimItem) -> int:
-        """An item arrives on the conveyor; returns its arrival sequence number."""
+    async def arrive(self, item: SimItem, *, at_pickup: bool = False) -> int:
+        """An item arrives on the conveyor; returns its arrival sequence number.
+
+        `at_pickup`: it stops at the pick-up point (AtPickup names it before the ArrivalLog has it)."""
         self.arrival_seq += 1
-        record = {"seq": self.arrival_seq, **dataclasses.asdict(item)}
-        await self._append_record(json.dumps(record, allow_nan=True))
+        text = json.dumps({"seq": self.arrival_seq, **dataclasses.asdict(item)}, allow_nan=True)
+        if at_pickup:
+            self.at_pickup = text
+            await self._write("conveyor.at_pickup", text)
+        await self._append_record(text)
         return self.arrival_seq
+
+    async def hand_over(self, seq: int) -> int:
+        """The cell took the item of arrival `seq` off the conveyor: record it (HandedOver, then its count) and
+        clear the pick-up point if it held that arrival; returns the hand-over's number `n`."""
+        record = next((r for r in (self.at_pickup, *reversed(self._log)) if r and _record_seq(r) == seq), None)
+        item_id = _record_item_id(record) if record is not None else None
+        if item_id is None:
+            raise ValueError(f"no arrival with seq {seq} in the ArrivalLog: nothing to hand over")
+        if self.at_pickup == record:
+            self.at_pickup = ""
+            await self._write("conveyor.at_pickup", "")
+        self.handed_over_count += 1
+        self._handed.append(json.dumps({"n": self.handed_over_count, "seq": seq, "item_id": item_id}))
+        await self._write("conveyor.handed_over", list(self._handed))
+        await self._write("conveyor.handed_over_count", self.handed_over_count)
+        return self.handed_over_count
+
+    @property
+    def handed_over(self) -> list[str]:
+        """The HandedOver records (JSON), oldest first."""
+        return list(self._handed)
 
     async def arrive_raw(self, record: str) -> None:
         """Append a verbatim ArrivalLog record (fault injection: garbage, bad fields)."""
@@ -556,6 +604,15 @@ async def _stop_quickly(server: Server) -> None:
 
 def _layout_text(layout: BinLayout | str) -> str:
     return layout if isinstance(layout, str) else layout.model_dump_json()
+
+
+def _record_seq(record: str) -> int | None:
+    try:
+        data = json.loads(record)
+    except ValueError:
+        return None
+    seq = data.get("seq") if isinstance(data, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
 def _record_item_id(record: str) -> str | None:
