@@ -9,7 +9,8 @@
 - the F/T sensor feels the motion's contact force (fz = -force) while it runs, zero otherwise;
 - the suction cup leaks when the cell says the seal failed (attach) or broke (extract);
 - the PLC presents the cell's pod (and every new one) and posts each conveyor item once, the next only after
-  the previous was acknowledged and grasped.
+  the previous was acknowledged and grasped; the item at the pick-up point is its AtPickup, and each item a grasp
+  takes off the conveyor is handed over (its HandedOver record: what the conveyor gave the cell).
 
 Times: the robot runs primitives `time_scale` times their cell duration; cell time = wall time / time_scale.
 
@@ -389,10 +390,12 @@ class SimCellDevices:
         return True
 
     async def _conveyor(self) -> None:
-        """Post each item; the next one comes after it was acknowledged and a grasp took it.
+        """Post each item; the next one comes after it was acknowledged and a grasp took it (handed over).
 
         An item a grasp failed to take is still at the pick-up point: the PLC announces it again (its
-        photo-eye still sees it), and the controller acknowledges it again.
+        photo-eye still sees it), and the controller acknowledges it again. Only a grasp that takes it hands it
+        over: an acknowledged item stays the conveyor's until then (a controller that died after its
+        acknowledgement finds it there, announced again, when it restarts).
         """
         cell, scale = self.cell, self.config.time_scale
         while True:
@@ -403,19 +406,22 @@ class SimCellDevices:
             if again and str(item.item_id) in self.plc.acknowledged:
                 self.plc.acknowledged.remove(str(item.item_id))
             w, h, d = item.size_mm
-            await self.plc.arrive(
+            seq = await self.plc.arrive(
                 SimItem(
                     str(item.item_id),
                     length_mm=round(d, 1),
                     width_mm=round(w, 1),
                     height_mm=round(h, 1),
                     weight_kg=round(item.mass_kg, 3),
-                )
+                ),
+                at_pickup=True,
             )
             if not again:
                 self.posted.append(item.item_id)
             await _until(partial(self._acknowledged, str(item.item_id)))
             await _until(partial(self._taken_or_missed, item, self.model.ended["grasp"]))
+            if cell.arriving is not item:  # a grasp took it: the conveyor handed it over to the cell
+                await self.plc.hand_over(seq)
 
     def _taken_or_missed(self, item: Item, grasps_before: int) -> bool:
         """A grasp took the item off the conveyor, or one ended without taking it."""
