@@ -15,6 +15,7 @@ acknowledges them (`ack`) and is handed the unacknowledged ones again after a re
   the report for its task id (`commit_report`) removes it.
 - Task journal (crash recovery): `begin_task`, then `note_step` as it goes; the report removes the entry, so
   `unfinished` lists what a crash left: tasks begun and never reported, with the last step each noted.
+  `drop_task` removes an entry with nothing to report (recovery found its item still on the conveyor).
 - Task ids: `new_task_id(kind)` and `add_request` draw `f"{kind}-{boot}-{n:06d}"` from one durable counter;
   `boot` (+1 at every open) keeps them unique across restarts.
 
@@ -417,6 +418,13 @@ class CellStore:
             ).rowcount
             if changed == 0:
                 raise ValueError(f"task {task_id!r} is not begun (or was already reported)")
+
+    def drop_task(self, task_id: str) -> bool:
+        """Remove a task's journal entry without a report: recovery found that its item never left where it came
+        from (still at the conveyor's pick-up point), so there is nothing to report; the item comes again under a
+        new task. True if there was an entry."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM journal WHERE task_id = ?", (task_id,)).rowcount > 0
 
     def unfinished(self) -> list[UnfinishedTask]:
         """The tasks begun and not reported, in the order they began."""
