@@ -1,13 +1,14 @@
 """The cell's reports, the FC's orders and the task journal, through the durable store (`cellctl.fc.store`).
 
     chart ─► ReportingWorkcell ─► RecordingWorkcell (event log) ─► DriverWorkcell ─► FcOrders (next_order)
-                  │ report: commit first, then the log, then the FC        │ on_item: journal, then the PLC ack
+                  │ report: commit first, then the FC, then the log        │ on_item: journal, then the PLC ack
                   ▼                                                        ▼
               CellStore (outbox, journal) ◄──────────────────────────── StowJournal
 
 - `ReportingWorkcell.report` commits the report to the outbox (an fsync, in a worker thread) before the event log
   or the FC hears of it; then `on_committed(entry)` tells the FC server. A pick's report goes out under the FC's
   task id (its request's), the chart's own task id in the payload; a stow's under the chart's (boot-prefixed) id.
+  The FC is told before the log (the inner port): its event does not wait for the log's write.
   Each primitive is noted in the journal before it starts: after a crash, the last known location.
 - The outbox is bounded: at `full` no new item or order is taken and `on_full(text)` raises the alarm; a report of
   a task already running still goes in (the store's headroom); beyond that `report` waits, alarmed, for room.
@@ -159,11 +160,11 @@ class ReportingWorkcell:
             payload["chart_task_id"] = report.task_id
             payload["task_id"] = task_id
         entry = await self._commit(task_id, payload)
-        await self.inner.report(report)
-        if entry is not None:
+        if entry is not None:  # durable now: the FC hears first (its latency), then the log
             self.committed += 1
             if self.on_committed is not None:
                 self.on_committed(entry)
+        await self.inner.report(report)
 
     async def _commit(self, task_id: str, payload: dict[str, Any]) -> OutboxEntry | None:  # type: ignore[return]
         kind = "handoff" if payload.get("outcome") == "handoff" else "report"
