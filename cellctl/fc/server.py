@@ -631,9 +631,10 @@ class FcServer:
         event.Severity = 500 if entry.kind == "handoff" else 100  # a handoff needs a person
         resent = " (again)" if entry.report_id in self._sent else ""
         message = f"report {entry.report_id}{resent}: {entry.kind} {entry.task_id} {event.Outcome} {event.ItemId}"
-        await anyio.to_thread.run_sync(self.store.mark_delivered, entry.report_id)  # counted as it goes out
         await self._event.trigger(message=message.rstrip())
         self._sent[entry.report_id] = time.monotonic()
+        # counted once it is out: the count's commit (an fsync) does not delay the event
+        await anyio.to_thread.run_sync(self.store.mark_delivered, entry.report_id)
 
     async def _refresh_queue(self) -> None:
         values = self._require_values()
