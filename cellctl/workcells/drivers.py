@@ -107,6 +107,10 @@ class DriverWorkcell:
         self.perception, self.frames, self.orders = perception, frames, orders
         self.recorder = recorder
         self.on_item = on_item  # an arrival taken, before the PLC hears it: the task journal (cellctl.fc)
+        # Is the arrival still at the pick-up point (the PLC's AtPickup, `cellctl.fc.recovery.Pickup`)? False: a
+        # record the item has left (a restarted controller re-reads the ArrivalLog), skipped: neither journalled
+        # nor acknowledged. None: every arrival is taken.
+        self.present: Callable[[PlcArrival], Awaitable[bool]] | None = None
         self.config = config or DriverCellConfig()
         # The force reflex: a process of its own (`reflex`, what `cellctl run` uses) or, without one, the in-loop
         # guard tapping every sample. Either halts the robot itself, then tells this port.
@@ -177,13 +181,17 @@ class DriverWorkcell:
                           error=str(exc).replace("\n", "; "))
                 self._rec("plc.refused", {"item_id": a.item_id, "error": str(exc)[:500]})
                 item = None
-            # Taken off the queue: journal it (the cell's, from now on), then acknowledge it, whatever happens to
-            # this call (shielded, bounded).
+            # Taken off the queue: if it is still there, journal it (the cell's, from now on), then acknowledge it,
+            # whatever happens to this call (shielded, bounded).
             with anyio.CancelScope(shield=True):
-                if item is not None and self.on_item is not None:
-                    await self.on_item(item)
-                await self._acknowledge(a.item_id)
-            if item is not None:
+                live = self.present is None or await self.present(a)
+                if live:
+                    if item is not None and self.on_item is not None:
+                        await self.on_item(item)
+                    await self._acknowledge(a.item_id)
+            if not live:
+                log.info("arrival skipped: the item is not at the pick-up point (PLC)", item_id=a.item_id, seq=a.seq)
+            elif item is not None:
                 return item
 
     async def _acknowledge(self, item_id: str) -> None:
