@@ -8,8 +8,9 @@ log; every report goes first to the durable outbox (`fc.store`), then to the log
 stops the cell safely (PackML Stop: the current primitive is stopped, the arm retracts, the band hook lifts), then
 the log is closed; a second signal aborts (robot halted at once) when it is a terminal's second Ctrl-C or comes a
 grace period after the first (`runtime.signals`). A log disk that fails stops the cell the same safe way. A run
-that finds tasks the last one left unfinished (a crash) reports them as handoffs and waits in Aborted for Clear and
-Reset (`fc.recovery`).
+that finds tasks the last one left unfinished (a crash) settles them once the devices answer (a handoff for each item
+the conveyor had handed over, nothing for one still at its pick-up point) and waits in Aborted for Clear and Reset
+(`fc.recovery`).
 
 The wiring (this module is the one place that puts the parts together)::
 
@@ -51,7 +52,7 @@ from cellctl.eventlog import EventLog
 from cellctl.eventlog.recorder import REAL_SAMPLE_TOPICS, LogRecorder
 from cellctl.eventlog.sensors import SensorLog
 from cellctl.fc.control import ChartControl
-from cellctl.fc.recovery import Recovery, recover
+from cellctl.fc.recovery import AT_PICKUP, AT_PICKUP_NODE, Pickup, Recovery, recover
 from cellctl.fc.reporting import FcOrders, ReportingWorkcell, StowJournal
 from cellctl.fc.server import FcServer
 from cellctl.fc.simclient import SimFc
@@ -66,12 +67,14 @@ from cellctl.workcells.sources import CellDevices, Endpoints, open_devices
 from drivers.ft import FTSensor
 from drivers.plc import PlcClient
 from drivers.robot import RobotDriver
+from drivers.robot_map import Status
 from statecharts import cell as cell_chart
 
 log = structlog.get_logger("run")
 MiB = 1024 * 1024
 CONNECT_TIMEOUT_S = 15.0
 INCIDENTS_PERIOD_S = 5.0
+SETTLE_TIMEOUT_S = 10.0  # after a crash: the robot halts its primitive by itself (our heartbeat stopped)
 
 
 @dataclass
@@ -295,7 +298,6 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callab
 async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: TextIO,
                           on_ready: Callable[[CellRun], None] | None, signals: SignalListener | None,
                           on_fc: Callable[[str], None] | None) -> dict[str, Any]:
-    recovery = recover(store, cfg.log.dir, exclude=path)  # before the new log exists: the last run's is newest
     loop = asyncio.get_running_loop()
     log_failed = anyio.Event()
     event_log = EventLog.open(path, rotate_bytes=int(cfg.log.rotate_mb * MiB), flush_s=cfg.log.flush_s,
@@ -303,9 +305,7 @@ async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: Tex
     status = RunStatus(cfg.cell.task, path)
     recorder = LogRecorder(event_log, REAL_SAMPLE_TOPICS)
     recorder.record("run.meta", anyio.current_time(), _meta(cfg, store))  # first: a log stopped at once still opens
-    if recovery.handoffs:
-        recorder.record("fc.recovery", anyio.current_time(), {"alarm": recovery.alarm, "handoffs": list(
-            recovery.handoffs), "released": list(recovery.released), "log_tail": recovery.log_tail})
+    recovered: list[Recovery] = []  # what recovery settled, once the devices answer (`_run`)
     hasher = TraceHasher()
     end = "not started"
     data = None
@@ -318,14 +318,14 @@ async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: Tex
             sup.start_soon(_watch_signals, stopper, signals)
             sup.start_soon(_watch_log, event_log, log_failed, stopper)
             with startup:
-                end, data, cell = await _run(cfg, recorder, status, hasher, sup, out, on_ready, store, recovery,
+                end, data, cell = await _run(cfg, recorder, status, hasher, sup, out, on_ready, store, recovered,
                                              on_fc)
             sup.cancel_scope.cancel()
     finally:
         _final_status(status, out)  # the counts once the last report (a stop's interrupted one too) is in
         summary = _summary(cfg, end, data, hasher, path, cell, event_log)
         summary["fc"] = {"url": status.fc_url, "boot": store.boot, **store.counts(), "duplicates": store.duplicates,
-                         "recovered": [h["task_id"] for h in recovery.handoffs]}
+                         "recovered": [h["task_id"] for r in recovered for h in r.handoffs]}
         if stopper is not None and stopper.reason and end == "not started":
             summary["stopped_before_start"] = stopper.reason
         try:
@@ -341,8 +341,8 @@ async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: Tex
 
 
 async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher: TraceHasher, sup: TaskGroup,
-               out: TextIO, on_ready: Callable[[CellRun], None] | None, store: CellStore, recovery: Recovery,
-               on_fc: Callable[[str], None] | None,
+               out: TextIO, on_ready: Callable[[CellRun], None] | None, store: CellStore,
+               recovered: list[Recovery], on_fc: Callable[[str], None] | None,
                ) -> tuple[str, cell_chart.CellData | None, DriverWorkcell | None]:
     # Devices in the outer group, the controller in the inner one: the controller shuts down first.
     async with anyio.create_task_group() as devices_tg:
@@ -353,6 +353,8 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
             c = cfg.cell
             orders = FcOrders(store) if c.task == "pick" else None
             cell = await _connect(tg, cfg, ep, devices, recorder, orders)
+            recovery = await _recover(cfg, store, cell, status.log_path, recorder)
+            recovered.append(recovery)
             tg.start_soon(_log_incidents, recorder, _incident_sources(cell), INCIDENTS_PERIOD_S)
             recorder.record("run.devices", anyio.current_time(), {"endpoints": {
                 "opcua": ep.opcua_url, "modbus": list(ep.modbus), "ft": list(ep.ft)}, **devices.describe()})
@@ -416,15 +418,44 @@ def _alarm(run_box: list[CellRun], tg: TaskGroup, text: str) -> None:
         tg.start_soon(run_box[0].command, Command("alarm", data=text))
 
 
+async def _recover(cfg: RunConfig, store: CellStore, cell: DriverWorkcell, log_path: Path,
+                   recorder: LogRecorder) -> Recovery:
+    """Settle what a crash left (`fc.recovery`), the devices connected and before the chart takes an item: arrivals
+    the item has left are skipped from now on, and the conveyor says where each interrupted task's item is once the
+    robot runs no primitive (a robot still busy: the PLC's answer could change, so each is a handoff)."""
+    pickup = Pickup(cell.plc)
+    cell.present = pickup.present
+    settled = await _robot_settled(cell.robot)
+    recovery = await recover(store, cfg.log.dir, exclude=log_path, conveyor=pickup if settled else None)
+    if recovery.interrupted:
+        recorder.record("fc.recovery", anyio.current_time(), {
+            "alarm": recovery.alarm, "handoffs": list(recovery.handoffs), "returned": list(recovery.returned),
+            "released": list(recovery.released), "log_tail": recovery.log_tail, "robot_settled": settled})
+    return recovery
+
+
+async def _robot_settled(robot: RobotDriver, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+    """Until the robot runs no primitive (its status events, bounded); False when it still does."""
+    with anyio.move_on_after(timeout_s), robot.events.subscription() as events:
+        while (state := robot.state) is not None and state.status is Status.BUSY:
+            await events.receive()
+        return True
+    log.warning("the robot still runs a primitive: interrupted tasks are reported as handoffs", timeout_s=timeout_s)
+    return False
+
+
 async def _operate(run: CellRun, status: RunStatus, recovery: Recovery) -> str:
     """Reset and start the cell, or after a crash hold it Aborted for the operator; return its end state."""
-    if recovery.handoffs:
+    if recovery.interrupted:
         log.error("the last run was interrupted mid-task: the cell waits in Aborted for Clear and Reset "
                   "(operator or FC)", alarm=recovery.alarm)
+        run.data.alarm = recovery.alarm  # the FC's Alarm names the tasks until Clear and Reset
         await run.command(Command("cmd.abort", data=recovery.alarm))
         await run.wait_any(("aborted",))
         while not status.stop_requested:  # an operator's Clear, then Reset; the start is ours
             if await _wait_state_or_stop(run, status, "idle"):
+                run.data.alarm = ""  # acknowledged by Clear and Reset
+                recovery.clear()
                 await run.command(Command("cmd.start", after_state="idle"))
                 break
         return await run.wait_end() if not status.stop_requested else await run.wait_any(("stopped", "aborted"))
@@ -467,7 +498,12 @@ async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: CellDe
     """Start the force reflex process, the drivers and the sensor log against `ep`; return once the PLC, the
     robot, the pod and the reflex are up. The reflex process reads the F/T sensor itself (and halts the robot on
     its own Modbus connection); the main process's `FTSensor` reads the stream the reflex relays."""
-    plc = PlcClient(cfg.plc.model_copy(update={"url": ep.opcua_url, "resume_after_seq": 0}))
+    # The whole ArrivalLog on the first connect: the item waiting at the pick-up point is announced again after a
+    # restart; the records of items it has left are skipped (DriverWorkcell.present, the PLC's AtPickup).
+    nodes = cfg.plc.nodes
+    if AT_PICKUP not in nodes.extra:
+        nodes = nodes.model_copy(update={"extra": {**nodes.extra, AT_PICKUP: AT_PICKUP_NODE}})
+    plc = PlcClient(cfg.plc.model_copy(update={"url": ep.opcua_url, "resume_after_seq": 0, "nodes": nodes}))
     robot = RobotDriver(cfg.robot.model_copy(update={"host": ep.modbus[0], "port": ep.modbus[1]}))
     ft_cfg = cfg.ft.model_copy(update={"host": ep.ft[0], "port": ep.ft[1]})
     reflex = ReflexProcess(ReflexConfig.from_drivers(ft_cfg, robot.config))
