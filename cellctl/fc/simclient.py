@@ -12,6 +12,7 @@ that acknowledges late; `pause()`/`resume()` one that stops acknowledging.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,27 +108,31 @@ class SimFc:
         self._acking.set()
 
     async def disconnect(self) -> None:
-        """Drop the connection now (it reconnects)."""
-        if self._client is not None:
-            await self._client.disconnect()
+        """Drop the connection now, as a network fault would (it reconnects)."""
+        client = self._client
+        transport = getattr(getattr(client.uaclient, "protocol", None), "transport", None) if client else None
+        if transport is not None:
+            transport.abort()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        started = False
+        self._task_status: TaskStatus[None] | None = task_status
         while True:
+            client = Client(self.url, timeout=5)
             try:
-                async with Client(self.url, timeout=5) as client:
-                    self._client = client
-                    await self._session(client, task_status if not started else None)
-                    started = True
+                await client.connect()
+                self._client = client
+                await self._session(client)
             except* (OSError, TimeoutError, ua.UaError, ConnectionError) as group:
                 exc = group.exceptions[0]
                 log.info("simulated FC: connection lost, reconnecting", error=str(exc) or type(exc).__name__)
             finally:
                 self._client = None
                 self.connected = anyio.Event()
+                with anyio.move_on_after(2.0, shield=True), contextlib.suppress(Exception):
+                    await client.disconnect()  # bounded: a dead server answers nothing
             await anyio.sleep(self.reconnect_s)
 
-    async def _session(self, client: Client, task_status: TaskStatus[None] | None) -> None:
+    async def _session(self, client: Client) -> None:
         idx = await client.get_namespace_index(NAMESPACE)
         cellctl = await client.nodes.objects.get_child(f"{idx}:Cellctl")
         etype = await client.nodes.base_event_type.get_child(f"{idx}:CellReportEventType")
@@ -140,8 +145,9 @@ class SimFc:
             r = json.loads(text)
             await send.send(_from_pending(r))
         self.connected.set()
-        if task_status is not None:
-            task_status.started()
+        if self._task_status is not None:  # the first session only
+            self._task_status.started()
+            self._task_status = None
         ack = await cellctl.get_child(f"{idx}:AcknowledgeReports")
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch, client)

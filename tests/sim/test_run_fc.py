@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from asyncua import Client, Node, ua
 
@@ -21,6 +22,9 @@ from cellctl.config import RunConfig, load_config
 from cellctl.eventlog import read_log
 from cellctl.fc.simclient import SimFc
 from cellctl.runtime.cell import CellRun, Command
+from drivers.sim.cell import SimCell
+from drivers.sim.faults import profile
+from statecharts.workcell import PickOrder
 
 pytestmark = pytest.mark.anyio
 
@@ -57,30 +61,34 @@ class Fc:
         self.base = await cell.get_child(f"{self.p}:BaseStateMachine")
         self.machine = await self.base.get_child(f"{self.p}:MachineState")
         self.execute = await self.machine.get_child(f"{self.p}:ExecuteState")
-        self.state_node = await c.nodes.objects.get_child([f"{self.o}:Cellctl", f"{self.o}:StateCurrent"])
         return self
 
     async def wait_state(self, number: int, timeout_s: float = 60.0) -> None:
-        """Until StateCurrent reads `number` (a data-change subscription: every value the server publishes)."""
-        send, receive = anyio.create_memory_object_stream[int](100)
+        await self.wait_value("StateCurrent", lambda v: v == number, timeout_s)
+
+    async def wait_value(self, name: str, predicate: Callable[[Any], bool], timeout_s: float = 60.0) -> None:
+        """Until `Cellctl.<name>` satisfies `predicate` (a data-change subscription: every value published)."""
+        node = await self.client.nodes.objects.get_child([f"{self.o}:Cellctl", *(f"{self.o}:{n}" for n in
+                                                                                  name.split("."))])
+        send, receive = anyio.create_memory_object_stream[Any](100)
 
         class Changes:
             def datachange_notification(self, node: Node, value: Any, data: Any) -> None:
-                send.send_nowait(int(value))
+                send.send_nowait(value)
 
         sub = await self.client.create_subscription(20, Changes())
         try:
-            await sub.subscribe_data_change(self.state_node)
+            await sub.subscribe_data_change(node)
             with anyio.fail_after(timeout_s):
                 async for value in receive:
-                    if value == number:
+                    if predicate(value):
                         return
         finally:
             await sub.delete()
 
     async def call(self, machine: Node, method: str) -> None:
         node = await machine.get_child(f"{self.p}:{method}")
-        await machine.call_method(node)
+        await machine.call_method(node.nodeid)
 
 
 async def _with_run(cfg: RunConfig, fc: Callable[[str], Awaitable[None]]) -> dict[str, Any]:
@@ -127,27 +135,48 @@ async def test_an_fc_client_drives_the_cell_through_the_packml_methods(tmp_path:
     assert commands == ["cmd.reset", "cmd.start", "cmd.hold", "cmd.unhold", "cmd.stop"]
 
 
+class SeededOrders:
+    """The FC's orders: items a copy of the simulated world (same seed) holds at the start."""
+
+    def __init__(self, seed: int) -> None:
+        self.cell = SimCell(seed, profile("none"))
+
+    async def next_order(self, timeout_s: float) -> PickOrder | None:
+        order, _ = self.cell.next_order()
+        await anyio.lowlevel.checkpoint()
+        return None if order is None else PickOrder(order_id=order.order_id, item_id=str(order.item_id),
+                                                    bin_id=order.bin_id)
+
+
+async def _stop(url: str) -> None:
+    """The FC stops the cell (MachineState.Stop); the run ends once it is Stopped."""
+    async with Client(url, timeout=10) as client:
+        f = await Fc(client).setup()
+        await f.call(f.machine, "Stop")
+
+
 async def test_pick_requests_made_over_opc_ua_are_picked_and_reported(tmp_path: Path) -> None:
-    # The built-in simulated FC requests picks (RequestPick) and acknowledges; this one only listens.
-    observer: list[SimFc] = []
+    port = _free_port()
+    fc = SimFc(f"opc.tcp://127.0.0.1:{port}/cellctl/fc", orders=SeededOrders(5), reconnect_s=0.2)
 
-    async def fc(url: str) -> None:
-        listener = SimFc(url, acknowledge=False)
-        observer.append(listener)
-        async with anyio.create_task_group() as tg:
-            await tg.start(listener.run)
-            with anyio.fail_after(120):
-                await listener.ledger.wait_for(lambda ledger: len(ledger.reports) >= 3)
-            tg.cancel_scope.cancel()
+    async def picks(url: str) -> None:
+        with anyio.fail_after(120):
+            await fc.ledger.wait_for(lambda ledger: len(ledger.reports) >= 3)
+        await _stop(url)
 
-    with anyio.fail_after(180):
-        summary = await _with_run(_config(tmp_path, task="pick", cycles=3), fc)
-    assert summary["end_state"] == "complete" and summary["cycles"] == 3
-    reports = observer[0].ledger.reports
-    assert len(reports) == 3 and not observer[0].ledger.conflicts
-    for task_id, r in reports.items():
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fc.run)  # connects once the controller serves
+        with anyio.fail_after(180):
+            summary = await _with_run(_config(tmp_path, task="pick", fc_port=port, fc_client=False), picks)
+        tg.cancel_scope.cancel()
+    assert summary["end_state"] == "stopped" and summary["cycles"] >= 3
+    reports = fc.ledger.reports
+    assert not fc.ledger.conflicts and set(fc.requested[:3]) <= set(reports)
+    for task_id in fc.requested[:3]:
+        r = reports[task_id]
         assert task_id.startswith("pick-1-")  # the id RequestPick returned
         assert r["task"] == "pick" and r["chart_task_id"].startswith("r1-pick-") and r["item_id"] and r["bin_id"]
+    assert sum(r["outcome"] == "done" for r in reports.values()) >= 1  # the world held what the FC asked for
 
 
 async def test_reports_arrive_exactly_once_across_a_disconnect_late_acks_and_a_restart(tmp_path: Path) -> None:
@@ -156,30 +185,32 @@ async def test_reports_arrive_exactly_once_across_a_disconnect_late_acks_and_a_r
 
     async def first(url: str) -> None:
         with anyio.fail_after(60):
-            await fc.connected.wait()
             await fc.ledger.wait_for(lambda ledger: len(ledger.reports) >= 1)
         await fc.disconnect()  # forced: it reconnects and finds what it missed in PendingReports
-
-    async def nothing(url: str) -> None:
-        pass
+        fc.pause()  # and acknowledges nothing more this run: the restart must deliver those again
+        async with Client(url, timeout=10) as client:  # two more reports, then the FC stops the cell
+            await (await Fc(client).setup()).wait_value("Counters.Reports", lambda n: n >= 3, 60)
+        await _stop(url)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(fc.run)
         with anyio.fail_after(240):
-            runs = [await _with_run(_config(tmp_path, cycles=3, fc_port=port, fc_client=False), first),
-                    await _with_run(_config(tmp_path, cycles=2, fc_port=port, fc_client=False), nothing)]
+            first_run = await _with_run(_config(tmp_path, fc_port=port, fc_client=False), first)
+            committed = _committed(first_run)
 
-            async def third(url: str) -> None:  # a restart redelivers what is unacknowledged
-                committed = {t for run in runs for t in _committed(run)}
-                await fc.ledger.wait_for(lambda ledger: committed <= set(ledger.reports))
+            async def restarted(url: str) -> None:  # a restart redelivers what is unacknowledged
+                fc.resume()
+                await fc.ledger.wait_for(lambda ledger: set(committed) <= set(ledger.reports))
+                await _stop(url)
 
-            runs.append(await _with_run(_config(tmp_path, cycles=1, fc_port=port, fc_client=False), third))
+            second_run = await _with_run(_config(tmp_path, fc_port=port, fc_client=False), restarted)
         tg.cancel_scope.cancel()
-    earlier = [t for run in runs[:2] for t in _committed(run)]
-    assert len(earlier) == len(set(earlier)) == runs[0]["reports"] + runs[1]["reports"]
-    assert set(earlier) <= set(fc.ledger.reports) and not fc.ledger.conflicts
-    assert fc.connections >= 3  # the forced disconnect, then each restart
-    assert [run["fc"]["boot"] for run in runs] == [1, 2, 3]
+    assert len(committed) == len(set(committed)) == first_run["reports"]
+    assert set(committed) <= set(fc.ledger.reports) and not fc.ledger.conflicts
+    assert first_run["fc"]["pending"] >= 1  # the reports after the pause, left for the restart
+    assert second_run["end_state"] == "stopped"
+    assert fc.connections >= 3  # the first, after the forced disconnect, after the restart
+    assert [first_run["fc"]["boot"], second_run["fc"]["boot"]] == [1, 2]
 
 
 def _committed(summary: dict[str, Any]) -> list[str]:
