@@ -69,13 +69,11 @@ node-opcua-nodesets@2.185.0 by `scripts/fetch-nodesets.sh` (sha256-pinned; `make
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +90,7 @@ from cellctl.fc.config import FcConfig
 from cellctl.fc.control import CellControl, CellCounters
 from cellctl.fc.packml import COMMANDS, METHOD_EVENTS, PackMLState, levels, packml_state
 from cellctl.fc.store import OutboxEntry, RequestQueueFull
+from drivers.opcua_server import quiet_start, stop_quickly
 
 __all__ = ["PACKML_NAMESPACE", "FcServer", "FcServerError", "NodesetMissing", "ReportStore"]
 
@@ -307,7 +306,7 @@ class FcServer:
         """Serve until cancelled; `task_status.started(url)` once clients can connect. A port in use raises the
         OSError (without asyncua's logged traceback)."""
         server = await self._build()
-        with _quiet_start():
+        with quiet_start():
             await server.start()
         try:
             assert server.bserver is not None
@@ -323,7 +322,7 @@ class FcServer:
         finally:
             self._server = None
             with anyio.CancelScope(shield=True):
-                await _stop_quickly(server)
+                await stop_quickly(server)
 
     # -- building the address space --------------------------------------------------------------------------
 
@@ -815,41 +814,3 @@ def _entry_json(entry: OutboxEntry) -> str:
                   "created_s": entry.created_s, "deliveries": entry.deliveries, "payload": entry.payload})
 
 
-class _StartFilter(logging.Filter):
-    """asyncua's records of a start: the failure it logs with a traceback before raising (the OSError goes up),
-    and its warnings that a NoSecurity endpoint cannot protect certificate and password tokens."""
-
-    _EXPECTED = ("No signing policy available", "No encrypting policy available")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).endswith("error starting server"):
-            return False
-        return not str(record.msg).startswith(self._EXPECTED)
-
-
-_SERVER_LOG = logging.getLogger("asyncua.server.server")
-_START_FILTER = _StartFilter()
-_starting = 0
-
-
-@contextlib.contextmanager
-def _quiet_start() -> Iterator[None]:
-    global _starting
-    _starting += 1
-    _SERVER_LOG.addFilter(_START_FILTER)
-    try:
-        yield
-    finally:
-        _starting -= 1
-        if not _starting:
-            _SERVER_LOG.removeFilter(_START_FILTER)
-
-
-async def _stop_quickly(server: Server) -> None:
-    # Server.stop() waits out the 1 s sleep of asyncua's ServerStatus clock task; cancel it first.
-    clock = getattr(server.iserver, "time_task", None)
-    if isinstance(clock, asyncio.Task):
-        clock.cancel()
-        await asyncio.wait([clock])
-        server.iserver.time_task = None
-    await server.stop()

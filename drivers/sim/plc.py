@@ -41,7 +41,6 @@ It is as strict as a real PLC, since integrators point their tools at it:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import dataclasses
@@ -49,7 +48,7 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -62,6 +61,7 @@ from asyncua.server.address_space import AddressSpace, AttributeService
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
 
+from drivers.opcua_server import quiet_start, stop_quickly
 from drivers.plc_nodes import INTERLOCK_NAMES, SIM_NAMESPACE, BinLayout
 
 _log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class PlcSim:
         idx = await server.register_namespace(SIM_NAMESPACE)
         await self._build(server, idx)
         server.subscribe_server_callback(CallbackType.PreRead, self._before_read)
-        with _quiet_start():  # a port in use: the OSError goes up, without asyncua's traceback in the log
+        with quiet_start():  # a port in use: the OSError goes up, without asyncua's traceback in the log
             await server.start()
         try:
             assert server.bserver is not None
@@ -226,7 +226,7 @@ class PlcSim:
                 with contextlib.suppress(Exception):
                     speed = await server.get_node(self._ids["conveyor.speed_setpoint"]).read_value()
                     self.speed_setpoint = float(speed)
-                await _stop_quickly(server)
+                await stop_quickly(server)
 
     async def wait_serving(self) -> None:
         await self._up.wait()
@@ -560,46 +560,6 @@ class _StrictInternalServer(InternalServer):
 
     def create_session(self, name: str, user: User = _ANONYMOUS, external: bool = False) -> InternalSession:
         return _SimSession(self, self.aspace, self.subscription_service, name, user=user, external=external)
-
-
-class _StartFilter(logging.Filter):
-    """asyncua's records of a start: the failure it logs with a traceback before raising, and its warnings that
-    a NoSecurity endpoint cannot protect certificate and password tokens (known for this server)."""
-
-    _EXPECTED = ("No signing policy available", "No encrypting policy available")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).endswith("error starting server"):
-            return False
-        return not str(record.msg).startswith(self._EXPECTED)
-
-
-_SERVER_LOG = logging.getLogger("asyncua.server.server")
-_START_FILTER = _StartFilter()
-_starting = 0
-
-
-@contextlib.contextmanager
-def _quiet_start() -> Iterator[None]:
-    global _starting
-    _starting += 1
-    _SERVER_LOG.addFilter(_START_FILTER)
-    try:
-        yield
-    finally:
-        _starting -= 1
-        if not _starting:
-            _SERVER_LOG.removeFilter(_START_FILTER)
-
-
-async def _stop_quickly(server: Server) -> None:
-    # Server.stop() waits out the 1 s sleep of asyncua's ServerStatus clock task; cancel it first.
-    clock = getattr(server.iserver, "time_task", None)
-    if isinstance(clock, asyncio.Task):
-        clock.cancel()
-        await asyncio.wait([clock])
-        server.iserver.time_task = None
-    await server.stop()
 
 
 def _layout_text(layout: BinLayout | str) -> str:
