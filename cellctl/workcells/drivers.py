@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import structlog
 from anyio.abc import TaskStatus
@@ -111,6 +112,7 @@ class DriverWorkcell:
         # record the item has left (a restarted controller re-reads the ArrivalLog), skipped: neither journalled
         # nor acknowledged. None: every arrival is taken.
         self.present: Callable[[PlcArrival], Awaitable[bool]] | None = None
+        self._held_back: PlcArrival | None = None  # journalled and acknowledged, not yet in the chart's hands
         self.config = config or DriverCellConfig()
         # The force reflex: a process of its own (`reflex`, what `cellctl run` uses) or, without one, the in-loop
         # guard tapping every sample. Either halts the robot itself, then tells this port.
@@ -168,9 +170,11 @@ class DriverWorkcell:
     async def next_item(self, timeout_s: float) -> ItemArrival | None:
         deadline = anyio.current_time() + timeout_s
         while True:
-            a: PlcArrival | None = None
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-                a = await self._arrivals.receive()
+            a: PlcArrival | None = self._held_back
+            self._held_back = None
+            if a is None:
+                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                    a = await self._arrivals.receive()
             if a is None:
                 return None
             try:
@@ -192,6 +196,11 @@ class DriverWorkcell:
             if not live:
                 log.info("arrival skipped: the item is not at the pick-up point (PLC)", item_id=a.item_id, seq=a.seq)
             elif item is not None:
+                # A cancellation that waited out the shield strikes here: the item stays the cell's, for the next
+                # call (the next task journals it again, taking over the entry, and acknowledges it again).
+                self._held_back = a
+                await anyio.lowlevel.checkpoint()
+                self._held_back = None
                 return item
 
     async def _acknowledge(self, item_id: str) -> None:
