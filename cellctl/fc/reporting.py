@@ -13,8 +13,10 @@
 - The outbox is bounded: at `full` no new item or order is taken and `on_full(text)` raises the alarm; a report of
   a task already running still goes in (the store's headroom); beyond that `report` waits, alarmed, for room.
 - `FcOrders` is the `OrderSource` of a pick run: the FC's queued requests, oldest first.
+- `next_item` cancelled (a hold, a stop): the task ends without its item, so its journal entry goes.
 - `StowJournal.begin` is `DriverWorkcell`'s `on_item` hook: an item is journalled as the running task's before the
-  PLC is told it was taken, so no item the conveyor handed over can go unreported.
+  PLC is told it was taken, so no item the conveyor handed over can go unreported (an entry a cancelled task left
+  for the same item is taken over: one entry per item).
 """
 
 from __future__ import annotations
@@ -55,15 +57,28 @@ def report_payload(report: TaskReport) -> dict[str, Any]:
 
 
 class StowJournal:
-    """Journals each item the conveyor hands over as the running task's, before the PLC hears it was taken."""
+    """Journals each item the conveyor hands over as the running task's, before the PLC hears it was taken.
+
+    An entry of another task for the same item is taken over (dropped, then this task's begun): that task ended
+    without the item (cancelled between the journal and the chart taking it: no grasp, no report), and the item,
+    still at the pick-up point, is this task's now. Left, it would be reported as a handoff after a crash, beside
+    this task's report."""
 
     def __init__(self, store: CellStore, current_task: Callable[[], str]) -> None:
         self.store, self.current_task = store, current_task
 
     async def begin(self, item: ItemArrival) -> None:
         task_id = self.current_task() or f"unassigned-{item.item_id}"
-        await anyio.to_thread.run_sync(
-            lambda: self.store.begin_task(task_id, "stow", item.item_id, "", {"item": item.model_dump(mode="json")}))
+
+        def begin() -> None:
+            for u in self.store.unfinished():
+                if u.kind == "stow" and u.item_id == item.item_id and u.task_id != task_id:
+                    self.store.drop_task(u.task_id)
+                    log.info("journal entry taken over: its task ended before it took the item", task_id=u.task_id,
+                             by=task_id, item_id=item.item_id)
+            self.store.begin_task(task_id, "stow", item.item_id, "", {"item": item.model_dump(mode="json")})
+
+        await anyio.to_thread.run_sync(begin)
 
 
 class FcOrders:
@@ -121,7 +136,17 @@ class ReportingWorkcell:
         if not await self._room():
             await anyio.sleep(timeout_s)
             return None
-        return await self.inner.next_item(timeout_s)
+        try:
+            return await self.inner.next_item(timeout_s)
+        except anyio.get_cancelled_exc_class():
+            # The task ends without its item (a hold, a stop): an entry the journal hook made for it goes, so a
+            # clean stop leaves nothing unfinished; the item, acknowledged and still at the pick-up point, is the
+            # next call's (DriverWorkcell holds it back) or, after a restart, announced again.
+            task_id = self.current_task()
+            if task_id:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(lambda: self.store.drop_task(task_id))
+            raise
 
     async def next_order(self, timeout_s: float) -> PickOrder | None:
         if not await self._room():

@@ -1,6 +1,6 @@
 """cellctl.fc.recovery: an interrupted task whose item the conveyor handed over is one handoff, one whose item is
 still at the pick-up point is dropped unreported; the alarm survives a crash until Clear and Reset; stale arrivals
-are told apart from the one at the pick-up point."""
+are told apart from the one at the pick-up point; a task cut short before it took its item leaves no entry."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from cellctl.fc.recovery import AT_PICKUP, Pickup, alarm_file, recover
+from cellctl.fc.reporting import ReportingWorkcell, StowJournal
 from cellctl.fc.store import CellStore
 from drivers.plc import PlcDisconnected
 from drivers.plc_nodes import ItemArrival
+from statecharts.workcell import ItemArrival as ItemArrivalPort
 
 pytestmark = pytest.mark.anyio
 
@@ -126,3 +129,30 @@ async def test_only_the_arrival_at_the_pick_up_point_is_present() -> None:
     unknown = Pickup(FakePlc(PlcDisconnected("down")))
     assert await unknown.present(arrival(7, "42")) and unknown.unknown == 1  # cannot say: taken unchecked
     assert await Pickup(FakePlc("not json")).holds("42") is None
+
+
+async def test_a_task_cancelled_in_next_item_leaves_no_journal_entry(store: CellStore) -> None:
+    """A hold while the conveyor's item is being journalled: the task ends without it, and a clean stop leaves
+    nothing for a restart to call interrupted; the next task's journal takes over any entry left for the item."""
+    item = ItemArrivalPort(item_id="42", width_mm=80, height_mm=60, depth_mm=100, mass_kg=0.3)
+    journal = StowJournal(store, lambda: "r1-stow-000007")
+    journalled = anyio.Event()
+
+    class Inner:
+        async def next_item(self, timeout_s: float) -> ItemArrivalPort | None:
+            await journal.begin(item)  # DriverWorkcell's on_item, then the PLC's acknowledgement
+            journalled.set()
+            await anyio.sleep_forever()
+            return None
+
+    port = ReportingWorkcell(Inner(), store, current_task=lambda: "r1-stow-000007")  # type: ignore[arg-type]
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(port.next_item, 5.0)
+            await journalled.wait()
+            assert [u.task_id for u in store.unfinished()] == ["r1-stow-000007"]
+            tg.cancel_scope.cancel()
+    assert store.unfinished() == []
+    store.begin_task("r1-stow-000008", "stow", "42")  # left by a task the chart cut short after next_item
+    await StowJournal(store, lambda: "r1-stow-000009").begin(item)
+    assert [(u.task_id, u.item_id) for u in store.unfinished()] == [("r1-stow-000009", "42")]
