@@ -14,10 +14,10 @@ The store (read-only, the controller dead) says what the kill interrupted: the c
 again; with a task interrupted (a journal entry, or an alarm not yet cleared) the FC must see Aborted (9) and an
 Alarm naming each task, and calls Clear, then Reset (the controller starts itself once Idle); otherwise the cell
 must reach Execute by itself. Now and then the restart is killed too (case f: at a random moment of the start-up, or
-while it waits Aborted) and must come back Aborted with the same alarm. A Clear that does not take (the cell
-aborts again at once) meets the robot's HALT, latched by a controller killed in Aborted: the restarted one never
-releases a halt it did not set, so the FC, as the operator at the robot's panel, releases it (a Modbus write) and
-clears again (`halts_released`).
+while it waits Aborted) and must come back Aborted with the same alarm. A controller killed with the robot's HALT
+latched (in Aborted, or before its next primitive released the abort's HALT) leaves it latched, and the restarted
+one never releases a halt it did not set: before each restart the operator, finding the robot halted (HALT_ACTIVE),
+releases it at the robot's panel (a Modbus write), and again when a Clear does not take (`halts_released`).
 
 At the end the FC holds the cell (its task's report committed), waits until nothing is unacknowledged and stops the
 controller with SIGINT. Checked: every item the conveyor handed over (its HandedOver log, merged across reads) has
@@ -452,6 +452,7 @@ class Campaign:
         view = self._kill(controller, case, delay_s)
         await conveyor.read()
         while True:
+            await self._release_halt(only_latched=True)
             expected = sorted({e["task_id"] for e in view["journal"]} | self._carried())
             controller = self._start(config)
             if expected and self.killed < self.kills and self.rng.random() < AGAIN_P:  # f: killed at start-up
@@ -486,13 +487,19 @@ class Campaign:
                     return controller
             view = self._kill(controller, "f", 0.0)
 
-    async def _release_halt(self) -> None:
-        """The operator's panel: HALT released (0) on the robot, as test_run_alarms' panel latches it."""
+    async def _release_halt(self, *, only_latched: bool = False) -> None:
+        """The operator's panel: the robot's HALT released (0), as test_run_alarms' panel latches it (`only_latched`:
+        when HALT_ACTIVE says it is latched, as the operator who finds the robot halted after a crash does)."""
         host, port = self.devices.info["modbus"]
         client = AsyncModbusTcpClient(host, port=port, timeout=2.0)
         try:
             if not await client.connect():
                 raise CampaignError(f"the robot's Modbus port {host}:{port} refused the operator's panel")
+            if only_latched:
+                active = await client.read_input_registers(rm.HALT_ACTIVE.address, count=1, device_id=1)
+                if active.isError() or not active.registers[0]:
+                    return
+            self.halts_released += 1
             await client.write_register(rm.HALT.address, 0, device_id=1)
         finally:
             client.close()
@@ -503,7 +510,6 @@ class Campaign:
         release at its next poll: a Clear before that aborts once more)."""
         for attempt in range(CLEARS):
             if attempt:
-                self.halts_released += 1
                 await self._release_halt()
             await p.call(p.base, "Clear")
             with contextlib.suppress(CampaignError):
@@ -618,7 +624,8 @@ def _table(r: dict[str, Any], out: IO[str]) -> None:
             ("lost (handed over, no report)", r["lost"]), ("duplicated (more than one report)", r["duplicated"]),
             ("interrupted: reported as handoffs", r["handoffs"]),
             ("interrupted: item still on the conveyor", r["returned"]),
-            ("redeliveries dropped by the FC", r["redeliveries"])]
+            ("redeliveries dropped by the FC", r["redeliveries"]),
+            ("robot HALTs the operator released", r["halts_released"])]
     for name, value in rows:
         print(f"  {name:38s} {value:6d}", file=out)
     print("  kills by case: " + ", ".join(f"{k} {v}" for k, v in r["cases"].items()), file=out)
