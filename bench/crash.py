@@ -330,14 +330,14 @@ class Conveyor:
         await sub.subscribe_data_change(self.pickup)
 
     async def read(self) -> None:
+        count = int(await self.count.read_value())  # first: the PLC writes it after the log, so the log has it
         records = [json.loads(t) for t in await self.log.read_value() or []]
-        count = int(await self.count.read_value())
         if records and self.handed and min(r["n"] for r in records) > max(self.handed) + 1:
             raise CampaignError(f"hand-overs {max(self.handed) + 1}..{min(r['n'] for r in records) - 1} left the PLC's "
                                 "HandedOver log before they were read")
         for r in records:
             self.handed[int(r["n"])] = r
-        if count and sorted(self.handed) != list(range(1, count + 1)):
+        if count and sorted(self.handed)[:count] != list(range(1, count + 1)):
             raise CampaignError(f"HandedOverCount {count}, records {sorted(self.handed)[:5]}...: incomplete")
 
     async def at_pickup(self) -> str:
