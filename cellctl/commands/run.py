@@ -344,14 +344,16 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
                out: TextIO, on_ready: Callable[[CellRun], None] | None, store: CellStore,
                recovered: list[Recovery], on_fc: Callable[[str], None] | None,
                ) -> tuple[str, cell_chart.CellData | None, DriverWorkcell | None]:
+    c = cfg.cell
+    orders = FcOrders(store) if c.task == "pick" else None
+    server = FcServer(cfg.fc, None, _WakingStore(store, orders))  # the cell is attached once it runs
+    await server.prepare()  # seconds of CPU on this loop: before any device link has a deadline to keep
     # Devices in the outer group, the controller in the inner one: the controller shuts down first.
     async with anyio.create_task_group() as devices_tg:
         devices = await open_devices(cfg, devices_tg)
         ep = devices.endpoints
         async with anyio.create_task_group() as tg:
             tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
-            c = cfg.cell
-            orders = FcOrders(store) if c.task == "pick" else None
             cell = await _connect(tg, cfg, ep, devices, recorder, orders)
             recovery = await _recover(cfg, store, cell, status.log_path, recorder)
             recovered.append(recovery)
@@ -365,7 +367,7 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
                 return data_box[0].current_task if data_box else ""
 
             cell.on_item = StowJournal(store, current_task).begin
-            server_box: list[FcServer] = []
+            server_box: list[FcServer] = []  # holds `server` once it serves
 
             def committed(entry: OutboxEntry) -> None:
                 recorder.record("fc.report", anyio.current_time(), {"report_id": entry.report_id,
@@ -389,7 +391,7 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
 
             run = await start_cell(tg, runner, data, logged)
             run_box.append(run)
-            server = FcServer(cfg.fc, ChartControl.of(run), _WakingStore(store, orders))
+            server.control = ChartControl.of(run)
             status.fc_url = await tg.start(server.run)
             server_box.append(server)
             status.run = run

@@ -1,6 +1,8 @@
 """The FC-facing OPC UA server: the cell as a PackML unit (OPC 30050), its reports, the FC's pick requests.
 
     FcServer(config, control, store)          `url = await tg.start(fc.run)`; cancel the task to stop it
+     │  `await fc.prepare()` first builds the address space (~2 s of CPU on the loop: asyncua's standard nodes,
+     │  the nodeset) while nothing time-critical runs; `control` may be attached after that, before `run`
      │  asyncua Server at opc.tcp://host:port/cellctl/fc (NoSecurity), namespace `urn:cellctl:fc`
      ├─ PackML types from Opc.Ua.PackML.NodeSet2.xml (`import_xml`, ~0.3 s)
      ├─ refresh task, every refresh_s: control.state() / counters() -> the variables below
@@ -269,10 +271,11 @@ class _Speed:
 class FcServer:
     """The FC's OPC UA server (see the module docstring): `url = await tg.start(FcServer(...).run)`."""
 
-    def __init__(self, config: FcConfig, control: CellControl, store: ReportStore) -> None:
+    def __init__(self, config: FcConfig, control: CellControl | None, store: ReportStore) -> None:
         self.config = config
-        self.control = control
+        self._control = control
         self.store = store
+        self._prepared: Server | None = None
         self._port: int | None = None
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[OutboxEntry](max_buffer_size=1000)
         self._sent: dict[int, float] = {}  # report id -> monotonic time of its last event
@@ -292,6 +295,23 @@ class FcServer:
         self._cellctl: ua.NodeId | None = None
 
     @property
+    def control(self) -> CellControl:
+        """The cell this server shows and commands (attach it before `run`)."""
+        if self._control is None:
+            raise FcServerError("the FC server has no cell attached")
+        return self._control
+
+    @control.setter
+    def control(self, control: CellControl) -> None:
+        self._control = control
+
+    async def prepare(self) -> None:
+        """Build the address space now (asyncua's standard nodes and the PackML nodeset: seconds of CPU that
+        block the event loop) rather than in `run`, which would block a loop that already runs device links."""
+        if self._prepared is None:
+            self._prepared = await self._build()
+
+    @property
     def url(self) -> str:
         """The endpoint URL; once serving, with the port it got (the configured one may be 0)."""
         return self.config.url(self._port)
@@ -305,7 +325,10 @@ class FcServer:
     async def run(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; `task_status.started(url)` once clients can connect. A port in use raises the
         OSError (without asyncua's logged traceback)."""
-        server = await self._build()
+        if self._control is None:
+            raise FcServerError("the FC server has no cell attached")
+        server = self._prepared if self._prepared is not None else await self._build()
+        self._prepared = None  # one run per build: a stopped asyncua server is not started again
         with quiet_start():
             await server.start()
         try:

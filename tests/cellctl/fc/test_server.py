@@ -18,7 +18,7 @@ from asyncua import Client, Node, ua
 
 from cellctl.fc.config import FcConfig
 from cellctl.fc.control import ChartControl
-from cellctl.fc.server import PACKML_NAMESPACE, FcServer, NodesetMissing
+from cellctl.fc.server import PACKML_NAMESPACE, FcServer, FcServerError, NodesetMissing
 from cellctl.fc.store import CellStore
 from cellctl.runtime.cell import CellRun, start_cell
 from statecharts import cell
@@ -121,9 +121,11 @@ async def fc_cell(tmp_path: Path, *, store: CellStore | None = None, **config: A
     wc = FakeWorkcell(move_s=0.05)
     data = cell.CellData(wc, config=TaskConfig(arrival_timeout_s=60.0))
     try:
+        server = FcServer(FcConfig(port=0, store=tmp_path / "fc.sqlite", **config), None, store)
+        await server.prepare()  # as `cellctl run` does: the address space first, the cell attached later
         async with anyio.create_task_group() as tg:
             run = await start_cell(tg, ChartRunner(cell.build(), data=data), data)
-            server = FcServer(FcConfig(port=0, store=tmp_path / "fc.sqlite", **config), ChartControl.of(run), store)
+            server.control = ChartControl.of(run)
             url = await tg.start(server.run)
             client, ns, pns = await connect(url)
             fc = Fc(server, store, run, client, ns, pns)
@@ -292,6 +294,11 @@ async def test_a_port_in_use_raises_the_oserror_without_a_logged_traceback_and_a
         missing = FcServer(FcConfig(port=0, nodeset=tmp_path / "none.xml"), control, store)
         with pytest.raises(NodesetMissing, match=r"none\.xml.*`make`.*fetch-nodesets\.sh"):
             await missing.run()
+        with pytest.raises(NodesetMissing):
+            await missing.prepare()
+        unattached = FcServer(FcConfig(port=0), None, store)
+        with pytest.raises(FcServerError, match="no cell attached"):
+            await unattached.run()
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
