@@ -101,14 +101,22 @@ async def _with_run(cfg: RunConfig, fc: Callable[[str], Awaitable[None]]) -> dic
         url.append(u)
         ready.set()
 
+    fc_done = False
+
     async def controller() -> None:
         summary.update(await run_cell(cfg, out=io.StringIO(), on_fc=on_fc))
+        if not fc_done:  # the run ended on its own (an abort): say so now, not at the FC's timeout
+            tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(controller)
         with anyio.fail_after(60):
             await ready.wait()
         await fc(url[0])
+        fc_done = True
+    if not fc_done:
+        raise AssertionError(f"the run ended {summary.get('end_state')} before the FC was done: "
+                             f"{summary.get('stop_reason')}")
     return summary
 
 
