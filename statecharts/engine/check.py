@@ -29,42 +29,45 @@ def check(chart: Chart) -> list[Finding]:
 
 
 def _default_entry(node: Node) -> list[Node]:
-    """`node` and the descendants entered by default with it."""
-    out: list[Node] = []
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        out.append(cur)
-        if cur.kind == "history":
-            assert cur.history_default is not None
-            stack.extend(cur.history_default.targets)
-        elif cur.initial is not None:
-            stack.append(cur.initial)
-        elif cur.kind == "parallel":
-            stack.extend(cur.regions)
+    """`node` and the descendants entered by default with it (a history: its default)."""
+    if node.kind == "history":
+        assert node.history_default is not None and node.parent is not None
+        return [node, *_entered_within(node.history_default.targets, node.parent)]
+    out = [node]
+    if node.initial_targets:
+        out.extend(_entered_within(node.initial_targets, node))
+    elif node.kind == "parallel":
+        for region in node.regions:
+            out.extend(_default_entry(region))
     return out
 
 
-def _entered_with(node: Node) -> list[Node]:
-    """States entered when `node` is a transition target (ancestors and sibling regions too)."""
-    out = _default_entry(node)
-    for anc in node.ancestors:
-        out.append(anc)
-        if anc.kind == "parallel":
-            for region in anc.regions:
-                if region is not node and not node.is_descendant_of(region):
-                    out.extend(_default_entry(region))
+def _entered_within(targets: tuple[Node, ...], stop: Node | None) -> list[Node]:
+    """States entered with `targets` below `stop` (as the interpreter's entry set): their default
+    entries, the states between them and `stop`, and parallel regions no target lies in."""
+    out: list[Node] = []
+    for tgt in targets:
+        out.extend(_default_entry(tgt))
+    for tgt in targets:
+        for anc in tgt.ancestors:
+            if anc is stop:
+                break
+            out.append(anc)
+            if anc.kind == "parallel":
+                for region in anc.regions:
+                    if not any(t is region or t.is_descendant_of(region) for t in targets):
+                        out.extend(_default_entry(region))
     return out
 
 
 def _unreachable(chart: Chart) -> list[Finding]:
     reached: set[int] = set()
-    todo = [chart.root]
+    todo: list[tuple[Node, ...]] = [(chart.root,)]
     while todo:
-        for node in _entered_with(todo.pop()):
+        for node in _entered_within(todo.pop(), None):  # a transition's targets enter together
             if node.index not in reached:
                 reached.add(node.index)
-                todo.extend(t for edge in node.transitions for t in edge.targets)
+                todo.extend(edge.targets for edge in node.transitions if edge.targets)
     return [
         Finding("unreachable", n.id, "no transition or default entry leads here")
         for n in chart.states

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from .errors import (
     DuplicateStateError,
     FinalStateTransitionError,
     HistoryStateError,
+    InitialConflictError,
+    InitialHistoryError,
+    InitialNotDescendantError,
     InvalidInitialError,
     InvalidStateIdError,
     InvalidTransitionError,
@@ -45,6 +48,7 @@ class Node:
         "id",
         "index",
         "initial",
+        "initial_targets",
         "kind",
         "on_entry",
         "on_exit",
@@ -60,7 +64,8 @@ class Node:
         self.index = index
         self.parent = parent
         self.children: list[Node] = []
-        self.initial: Node | None = None
+        self.initial: Node | None = None  # the child default entry goes through
+        self.initial_targets: tuple[Node, ...] = ()  # what `initial` names (that child or deeper)
         self.transitions: list[Edge] = []
         self.on_entry: tuple[Action, ...] = getattr(spec, "on_entry", ())
         self.on_exit: tuple[Action, ...] = getattr(spec, "on_exit", ())
@@ -189,23 +194,11 @@ class Chart:
         spec = node.source
         if node.kind == "history":
             assert isinstance(spec, History) and node.parent is not None
-            # Parents are resolved before children (document order), so initial is known.
-            default = spec.default or self._default_child(node.parent)
-            tgt = self._lookup(node, default, "history default")
-            if not (tgt.is_descendant_of(node.parent) and tgt.kind != "history"):
-                raise HistoryStateError(node.id, f"default {default!r} is not inside {node.parent.id!r}")
-            edge = Edge(-1, node, Transition(None, default, None, spec.action), None)
-            edge.targets = (tgt,)
-            node.history_default = edge
+            self._resolve_history(node, spec, node.parent)
             return
         assert isinstance(spec, State)
         if node.kind == "state" and node.children:
-            if spec.initial is None:
-                raise MissingInitialError(node.id, "a compound state needs an initial child")
-            init = self._lookup(node, spec.initial, "initial")
-            if init.parent is not node:
-                raise InvalidInitialError(node.id, f"initial {spec.initial!r} is not a child of {node.id!r}")
-            node.initial = init
+            self._resolve_initial(node, spec)
         elif spec.initial is not None and node.kind != "parallel":
             raise InvalidInitialError(node.id, "an atomic state cannot have an initial child")
         elif spec.initial is not None:
@@ -220,10 +213,46 @@ class Chart:
         for spec_t in spec.transitions:
             node.transitions.append(self._edge(node, spec_t, delays))
 
-    def _default_child(self, parent: Node) -> str:
-        if parent.initial is not None:
-            return parent.initial.id
-        return parent.regions[0].id
+    def _resolve_initial(self, node: Node, spec: State) -> None:
+        """SCXML 3.3 `initial`: one or more descendants that can be active together."""
+        names = _ids(spec.initial)
+        if names is None:
+            raise InvalidInitialError(node.id, f"initial {spec.initial!r} must be a state id or a tuple of ids")
+        if not names:
+            raise MissingInitialError(node.id, "a compound state needs an initial child")
+        targets = tuple(self._lookup(node, t, "initial") for t in names)
+        for tgt in targets:
+            if not tgt.is_descendant_of(node):
+                raise InitialNotDescendantError(
+                    node.id, f"initial {tgt.id!r} is not a child (or deeper descendant) of {node.id!r}"
+                )
+            if tgt.kind == "history":
+                raise InitialHistoryError(node.id, f"initial {tgt.id!r} is a history pseudo-state; name states")
+        clash = _clash(targets)
+        if clash:
+            raise InitialConflictError(node.id, f"initial {clash}")
+        node.initial_targets = targets
+        node.initial = next(a for a in (targets[0], *targets[0].ancestors) if a.parent is node)
+
+    def _resolve_history(self, node: Node, spec: History, parent: Node) -> None:
+        # Parents are resolved before children (document order), so the parent's initial is known.
+        names = _ids(spec.default)
+        if names is None:
+            raise HistoryStateError(node.id, f"default {spec.default!r} must be a state id or a tuple of ids")
+        if names:
+            targets = tuple(self._lookup(node, t, "history default") for t in names)
+        else:
+            targets = parent.initial_targets or (parent.regions[0],)
+        for tgt in targets:
+            if not (tgt.is_descendant_of(parent) and tgt.kind != "history"):
+                raise HistoryStateError(node.id, f"default {tgt.id!r} is not inside {parent.id!r}")
+        clash = _clash(targets)
+        if clash:
+            raise HistoryStateError(node.id, f"default {clash}")
+        ids = tuple(t.id for t in targets)
+        edge = Edge(-1, node, Transition(None, ids[0] if len(ids) == 1 else ids, None, spec.action), None)
+        edge.targets = targets
+        node.history_default = edge
 
     def _edge(self, node: Node, spec: Transition, delays: dict[float, str]) -> Edge:
         if not isinstance(spec, Transition):
@@ -248,6 +277,9 @@ class Chart:
         edge.targets = tuple(self._lookup(node, t, "transition target") for t in spec.targets)
         if self.root in edge.targets:
             raise InvalidTransitionError(node.id, f"a transition cannot target the root {self.root.id!r}")
+        clash = _clash([t for t in edge.targets if t.kind != "history"])
+        if clash:
+            raise InvalidTransitionError(node.id, f"targets: {clash}")
         self.transitions.append(edge)
         return edge
 
@@ -283,3 +315,29 @@ class Chart:
                 if missing:
                     problems.append(f"parallel {sid!r} has inactive regions {missing}")
         return problems
+
+
+def _ids(value: object) -> tuple[str, ...] | None:
+    """`initial`/`default` as a tuple of ids (() when unset), None when malformed."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def _clash(targets: Sequence[Node]) -> str | None:
+    """Why `targets` cannot be active together (SCXML 3.11), or None if they can."""
+    for i, a in enumerate(targets):
+        for b in targets[i + 1 :]:
+            if a is b:
+                return f"names {a.id!r} twice"
+            if a.is_descendant_of(b) or b.is_descendant_of(a):
+                outer, inner = (b, a) if a.is_descendant_of(b) else (a, b)
+                return f"{outer.id!r} contains {inner.id!r}: name one of them"
+            lca = next(x for x in a.ancestors if b.is_descendant_of(x))
+            if lca.kind != "parallel":
+                return f"{a.id!r} and {b.id!r} lie in one region ({lca.id!r} has one active child at a time)"
+    return None

@@ -24,7 +24,20 @@ class MissingInitialError(ChartDefinitionError):
 
 
 class InvalidInitialError(ChartDefinitionError):
-    """A compound state's initial names something other than one of its children."""
+    """A state's `initial` is malformed, or given where no initial belongs (atomic, parallel)."""
+
+
+class InitialNotDescendantError(InvalidInitialError):
+    """A compound state's initial names a state that is not one of its descendants."""
+
+
+class InitialConflictError(InvalidInitialError):
+    """A compound state's initial names states that cannot be active together (one contains
+    the other, or both lie in one region: SCXML 3.11, a legal state configuration)."""
+
+
+class InitialHistoryError(InvalidInitialError):
+    """A compound state's initial names a history pseudo-state (target a state instead)."""
 
 
 class FinalStateTransitionError(ChartDefinitionError):

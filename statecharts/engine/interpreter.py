@@ -239,9 +239,12 @@ class Interpreter:
                 self._add_ancestors(s, parent, to_enter, hist)
             return
         to_enter.add(node.index)
-        if node.initial is not None:
-            self._add_descendants(node.initial, to_enter, hist)
-            self._add_ancestors(node.initial, node, to_enter, hist)
+        targets = node.initial_targets  # SCXML 3.3: a child, a deeper descendant, or several
+        if targets:
+            for t in targets:
+                self._add_descendants(t, to_enter, hist)
+            for t in targets:
+                self._add_ancestors(t, node, to_enter, hist)
         elif node.kind == "parallel":
             self._enter_missing_regions(node, to_enter, hist)
 

@@ -133,7 +133,14 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
 
 
 class State:
-    """A state: atomic when it has no children, compound otherwise."""
+    """A state: atomic when it has no children, compound otherwise.
+
+    `initial` (compound states only) names what entering the state by default enters, as
+    SCXML's `initial` attribute (3.3): a child, a deeper descendant (its ancestors up to this
+    state are entered too, each other one with its own default), or a tuple of descendants in
+    different regions of a parallel state (`initial=("r1_leaf", "r2_leaf")`); a region that
+    no target lies in is entered by default.
+    """
 
     kind: Kind = "state"
 
@@ -141,7 +148,7 @@ class State:
         self,
         id: str,
         *children: State | History,
-        initial: str | None = None,
+        initial: str | tuple[str, ...] | None = None,
         transitions: Sequence[Transition] = (),
         on_entry: Action | Sequence[Action] = (),
         on_exit: Action | Sequence[Action] = (),

@@ -1,0 +1,177 @@
+"""`initial` naming a deeper descendant, or several states in the regions of a parallel state."""
+
+from __future__ import annotations
+
+import pytest
+
+from statecharts.engine import (
+    Chart,
+    ChartDefinitionError,
+    Event,
+    History,
+    InitialConflictError,
+    InitialHistoryError,
+    InitialNotDescendantError,
+    InvalidInitialError,
+    InvalidTransitionError,
+    MissingInitialError,
+    Parallel,
+    State,
+    on,
+)
+from statecharts.engine.check import check
+
+from .helpers import entries_exits, interpreter
+
+
+def deep_chart() -> Chart:
+    return Chart(
+        "deep_initial",
+        State(
+            "root",
+            State("off", transitions=[on("start", "work")]),
+            State(
+                "work",
+                State(
+                    "a",
+                    State("a1"),
+                    State("a2", State("a2x"), State("a2y"), initial="a2x"),
+                    initial="a1",
+                ),
+                State("b"),
+                initial="a2y",
+                transitions=[on("stop", "off")],
+            ),
+            initial="off",
+        ),
+    )
+
+
+def regions_chart() -> Chart:
+    def region(name: str) -> State:
+        return State(name, State(f"{name}_first"), State(f"{name}_second"), initial=f"{name}_first")
+
+    return Chart(
+        "multi_initial",
+        State(
+            "root",
+            State("off", transitions=[on("start", "cell")]),
+            State(
+                "cell",
+                Parallel("p", region("r1"), region("r2"), region("r3")),
+                initial=("r1_second", "r2_second"),
+                transitions=[on("stop", "off")],
+            ),
+            initial="off",
+        ),
+    )
+
+
+def test_initial_naming_a_deeper_descendant_enters_the_states_between_outermost_first() -> None:
+    """SCXML 3.3 (`initial` attribute: "the id of the default initial state (or states)", any
+    descendant) and 3.6: entering the state enters the target and every state between, each
+    ancestor before its descendants; their own initials are not used on the way down."""
+    interp, rec, _ = interpreter(deep_chart())
+    interp.process(Event("start"))
+    assert interp.configuration == {"root", "work", "a", "a2", "a2y"}
+    assert entries_exits(rec)[-5:] == ["exit:off", "entry:work", "entry:a", "entry:a2", "entry:a2y"]
+
+
+def test_deep_initial_applies_on_every_default_entry() -> None:
+    """SCXML 3.3/3.6: the initial transition is taken whenever the state is entered by default
+    (a transition targeting it), not only at start."""
+    interp, _, _ = interpreter(deep_chart())
+    for _ in range(2):
+        interp.process(Event("start"))
+        assert interp.is_active("a2y") and not interp.is_active("a1")
+        interp.process(Event("stop"))
+        assert interp.configuration == {"root", "off"}
+
+
+def test_several_initial_targets_enter_each_region_with_untargeted_regions_by_default() -> None:
+    """SCXML 3.3 (`initial` holds several ids, a legal state specification, 3.11) and the entry
+    algorithm (Appendix D, addAncestorStatesToEnter): a region of the parallel state that holds
+    no target is entered by its own default."""
+    interp, _, _ = interpreter(regions_chart())
+    interp.process(Event("start"))
+    assert interp.configuration == {"root", "cell", "p", "r1", "r1_second", "r2", "r2_second", "r3", "r3_first"}
+    assert interp.chart.configuration_problems(interp.configuration) == []
+
+
+def test_history_default_follows_the_parents_deep_initial() -> None:
+    """SCXML 3.10: a history never visited takes its default transition; ours, when no default
+    is given, is the parent's initial (here a deep one, SCXML 3.3)."""
+    chart = Chart(
+        "hist_initial",
+        State(
+            "root",
+            State("off", transitions=[on("resume", "h")]),
+            State("work", History("h"), State("w1"), State("w2", State("w2a"), State("w2b"), initial="w2a"),
+                  initial="w2b"),
+            initial="off",
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("resume"))
+    assert interp.configuration == {"root", "work", "w2", "w2b"}
+
+
+def test_check_follows_deep_and_multiple_initials() -> None:
+    """SCXML 3.3: a child's own initial is skipped when the parent's initial names a deeper
+    state, so the static check reports the skipped defaults as unreachable, and nothing that a
+    deep or multiple initial enters."""
+    found = {(f.kind, f.state) for f in check(deep_chart())}
+    assert ("unreachable", "a1") in found and ("unreachable", "a2x") in found
+    assert not {s for k, s in found if k == "unreachable"} & {"work", "a", "a2", "a2y"}
+    found = {(f.kind, f.state) for f in check(regions_chart())}
+    unreachable = {s for k, s in found if k == "unreachable"}
+    assert unreachable == {"r1_first", "r2_first", "r3_second"}
+
+
+def _nest(initial: object, extra: tuple[State | History, ...] = ()) -> State:
+    return State(
+        "root",
+        State(
+            "cell",
+            *extra,
+            Parallel(
+                "p",
+                State("r1", State("x1"), State("x2"), initial="x1"),
+                State("r2", State("y1"), initial="y1"),
+            ),
+            initial=initial,  # type: ignore[arg-type]
+        ),
+        State("elsewhere"),
+        initial="cell",
+    )
+
+
+BAD_INITIALS = [
+    ("not a descendant", lambda: _nest("elsewhere"), InitialNotDescendantError, "cell", "not a child"),
+    ("itself", lambda: _nest("cell"), InitialNotDescendantError, "cell", "descendant"),
+    ("same region", lambda: _nest(("x1", "x2")), InitialConflictError, "cell", "one region"),
+    ("one contains the other", lambda: _nest(("r1", "x2")), InitialConflictError, "cell", "contains"),
+    ("named twice", lambda: _nest(("x1", "x1")), InitialConflictError, "cell", "twice"),
+    ("a history", lambda: _nest("h", (History("h"),)), InitialHistoryError, "cell", "history"),
+    ("not ids", lambda: _nest(3), InvalidInitialError, "cell", "state id"),
+    ("empty tuple", lambda: _nest(()), MissingInitialError, "cell", "needs an initial"),
+]
+
+
+@pytest.mark.parametrize(("label", "build", "error", "state", "words"), BAD_INITIALS, ids=[c[0] for c in BAD_INITIALS])
+def test_bad_initial_targets_raise_named_errors(label, build, error, state, words) -> None:
+    """SCXML 3.3: `initial` MUST name descendants of the state forming a legal state
+    specification (3.11: at most one active child per compound state); a history is no state."""
+    with pytest.raises(error) as info:
+        Chart("bad", build())
+    assert isinstance(info.value, ChartDefinitionError)
+    assert info.value.state == state and repr(state) in str(info.value)
+    assert words in str(info.value)
+
+
+def test_transition_targets_that_cannot_be_active_together_are_rejected() -> None:
+    """SCXML 3.5/3.11: a transition's `target` MUST be a legal state specification."""
+    with pytest.raises(InvalidTransitionError, match="one region") as info:
+        Chart("bad", State("root", State("a", transitions=[on("go", ("b", "c"))]), State("b"), State("c"),
+                           initial="a"))
+    assert info.value.state == "a"
