@@ -41,6 +41,7 @@ class Node:
         "ancestor_set",
         "ancestors",
         "children",
+        "deep",
         "depth",
         "doc",
         "histories",
@@ -75,6 +76,7 @@ class Node:
         self.depth = len(self.ancestors)
         self.histories: list[Node] = []
         self.history_default: Edge | None = None
+        self.deep: bool = getattr(spec, "deep", False)  # a deep history pseudo-state
         self.doc: str = getattr(spec, "doc", "")
         self.timers: list[tuple[float, str]] = []  # (delay, timer event name)
         self.source = spec
@@ -235,6 +237,8 @@ class Chart:
         node.initial = next(a for a in (targets[0], *targets[0].ancestors) if a.parent is node)
 
     def _resolve_history(self, node: Node, spec: History, parent: Node) -> None:
+        if not isinstance(spec.deep, bool):
+            raise HistoryStateError(node.id, f"deep={spec.deep!r} must be True or False")
         # Parents are resolved before children (document order), so the parent's initial is known.
         names = _ids(spec.default)
         if names is None:

@@ -287,10 +287,13 @@ class Interpreter:
                 )  # fmt: skip
         nodes = self._nodes
         exiting = sorted(self._exit_set(edges), reverse=True)
-        for i in exiting:  # remember history before anything is exited
+        for i in exiting:  # remember history before anything is exited (SCXML 3.10, exitStates)
             node = nodes[i]
             for h in node.histories:
-                self._history[h.index] = [c for c in node.regions if c.index in self._active]
+                if h.deep:  # every active atomic descendant
+                    self._history[h.index] = [a for a in self._atomic_nodes() if a.is_descendant_of(node)]
+                else:  # the active children
+                    self._history[h.index] = [c for c in node.regions if c.index in self._active]
         for i in exiting:
             self._exit_node(nodes[i], event)
         for edge in edges:

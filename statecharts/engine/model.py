@@ -196,24 +196,35 @@ class Final(State):
 
 
 class History:
-    """A shallow history pseudo-state: re-enters its parent's last active child."""
+    """A history pseudo-state (SCXML 3.10): a transition targeting it re-enters what its parent
+    held when last exited.
+
+    Shallow (the default) remembers the parent's active children, each re-entered by its own
+    default. `deep=True` remembers every active atomic descendant, so nested compound and
+    parallel states resume in the exact leaf of each region. Before the parent was ever exited,
+    the default history transition is taken: to `default` (an id or a tuple of ids in
+    different regions; the parent's initial when None) running `action` after the parent's
+    entry actions (SCXML 3.10.2 and Appendix D, defaultHistoryContent).
+    """
 
     kind: Kind = "history"
 
     def __init__(
         self,
         id: str,
-        default: str | None = None,
+        default: str | tuple[str, ...] | None = None,
         *,
+        deep: bool = False,
         action: Action | Sequence[Action] | None = None,
     ) -> None:
         self.id = id
         self.default = default
+        self.deep = deep
         self.action = action
         self.children: tuple[State | History, ...] = ()
 
     def __repr__(self) -> str:
-        return f"History({self.id!r})"
+        return f"History({self.id!r}{', deep=True' if self.deep else ''})"
 
 
 def valid_delay(seconds: float) -> bool:
