@@ -11,6 +11,7 @@ from .errors import (
     InitialConflictError,
     InitialHistoryError,
     InitialNotDescendantError,
+    InvalidDoneDataError,
     InvalidInitialError,
     InvalidStateIdError,
     InvalidTransitionError,
@@ -22,6 +23,7 @@ from .model import (
     STATE_ID,
     Action,
     Activity,
+    DoneData,
     Guard,
     History,
     Kind,
@@ -44,6 +46,7 @@ class Node:
         "deep",
         "depth",
         "doc",
+        "donedata",
         "histories",
         "history_default",
         "id",
@@ -77,6 +80,7 @@ class Node:
         self.histories: list[Node] = []
         self.history_default: Edge | None = None
         self.deep: bool = getattr(spec, "deep", False)  # a deep history pseudo-state
+        self.donedata: DoneData | None = getattr(spec, "donedata", None)  # a final state's
         self.doc: str = getattr(spec, "doc", "")
         self.timers: list[tuple[float, str]] = []  # (delay, timer event name)
         self.source = spec
@@ -173,6 +177,8 @@ class Chart:
         self.by_id[spec.id] = node
         if spec.kind == "final" and (spec.children or getattr(spec, "transitions", ()) or node.activities):
             raise FinalStateTransitionError(spec.id, "a final state cannot have transitions, children or activities")
+        if node.donedata is not None and not callable(node.donedata):
+            raise InvalidDoneDataError(spec.id, f"donedata {node.donedata!r} is not callable (fn(ctx) -> data)")
         if spec.kind == "final" and parent is not None and parent.kind == "parallel":
             raise FinalStateTransitionError(spec.id, "a final state cannot be a region of a parallel state")
         if spec.kind == "history" and (parent is None or parent.kind not in ("state", "parallel")):

@@ -44,6 +44,10 @@ class FinalStateTransitionError(ChartDefinitionError):
     """A final state has transitions, children or activities, or is a parallel region."""
 
 
+class InvalidDoneDataError(ChartDefinitionError):
+    """A final state's `donedata` is not callable (it must be `fn(ctx) -> Any`)."""
+
+
 class InvalidStateIdError(ChartDefinitionError):
     """A state id is not an identifier."""
 

@@ -58,6 +58,7 @@ class Interpreter:
         self.internal: deque[Event] = deque()
         self.running = False
         self.final: str | None = None
+        self.done_data: Any = None  # the top-level final state's donedata, once the chart ended
         self._trace = trace
         self._nodes = chart.states
         self._active: set[int] = set()
@@ -112,7 +113,10 @@ class Interpreter:
         self.running = False
         self._step_time = self.host.now()
         for i in sorted(self._active, reverse=True):
-            self._exit_node(self._nodes[i], self._last_event)
+            node = self._nodes[i]
+            self._exit_node(node, self._last_event)
+            if node.donedata is not None and node.id == self.final:  # SCXML D: exitInterpreter
+                self.done_data = self._done_data(node)
         self._active.clear()
         self._atomics = None
 
@@ -337,10 +341,20 @@ class Interpreter:
             if self._trace:
                 self._emit("final", state=final.id)
             return
-        self.internal.append(Event(f"done.state.{parent.id}"))
+        data = self._done_data(final) if final.donedata is not None else None
+        self.internal.append(Event(f"done.state.{parent.id}", data))
         grand = parent.parent
         if grand.kind == "parallel" and all(self._in_final(r) for r in grand.regions):
             self.internal.append(Event(f"done.state.{grand.id}"))
+
+    def _done_data(self, final: Node) -> Any:
+        """SCXML 5.5: a failing <donedata> queues error.execution, and the data is empty."""
+        assert final.donedata is not None
+        try:
+            return final.donedata(self.ctx)
+        except Exception as exc:
+            self._fail(final, f"donedata {callable_name(final.donedata)}", exc)
+            return None
 
     def _in_final(self, node: Node) -> bool:
         if node.kind == "parallel":

@@ -31,6 +31,7 @@ class Event:
 
 Guard = Callable[["ActionContext", Event], bool]
 Action = Callable[["ActionContext", Event], None]
+DoneData = Callable[["ActionContext"], Any]
 ActivityFn = Callable[["ActivityContext"], Awaitable[None]]
 Kind = Literal["state", "parallel", "final", "history"]
 
@@ -175,7 +176,14 @@ class Parallel(State):
 
 
 class Final(State):
-    """A final state: entering it completes its parent (`done.state.<parent>`)."""
+    """A final state: entering it completes its parent (`done.state.<parent>`).
+
+    `donedata(ctx)` (SCXML 3.7 and 5.5 <donedata>) is evaluated when the state is entered,
+    after its entry actions; its value is the `data` of the `done.state.<parent>` event. If it
+    raises, `error.execution` is queued first and the done event goes with data None. On a
+    top-level final state, whose completion ends the chart, it is evaluated as the chart stops
+    (after the state's exit actions) and kept as `Interpreter.done_data` / `ChartRunner.done_data`.
+    """
 
     kind: Kind = "final"
 
@@ -185,6 +193,7 @@ class Final(State):
         *,
         on_entry: Action | Sequence[Action] = (),
         on_exit: Action | Sequence[Action] = (),
+        donedata: DoneData | None = None,
         doc: str = "",
         transitions: Sequence[Transition] = (),
         activities: Activity | Sequence[Activity] = (),
@@ -193,6 +202,7 @@ class Final(State):
         super().__init__(
             id, on_entry=on_entry, on_exit=on_exit, doc=doc, transitions=transitions, activities=activities
         )
+        self.donedata = donedata
 
 
 class History:

@@ -86,6 +86,11 @@ class ChartRunner:
         """The top-level final state reached, if the chart has terminated."""
         return self.interpreter.final
 
+    @property
+    def done_data(self) -> Any:
+        """The top-level final state's `donedata` value, once the chart has terminated."""
+        return self.interpreter.done_data
+
     def is_active(self, state_id: str) -> bool:
         return self.interpreter.is_active(state_id)
 
