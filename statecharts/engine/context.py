@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import UndeclaredEventError
-from .model import Activity, Event
+from .errors import InvalidSendError, UndeclaredEventError
+from .model import Activity, Event, valid_delay
 
 if TYPE_CHECKING:
     from .interpreter import Interpreter
@@ -31,9 +31,32 @@ class ActionContext:
         """Queue an internal event: handled before any external one."""
         self._interp.internal.append(Event(name, data))
 
-    def send(self, name: str, data: Any = None) -> None:
-        """Queue an external event (behind those already posted)."""
-        self._interp.host.post(Event(name, data))
+    def send(self, name: str, data: Any = None, *, delay: float = 0.0, id: str | None = None) -> None:
+        """Send an external event (SCXML 6.2 <send> to the chart itself).
+
+        With no delay it is queued now, behind the events already posted. With `delay`
+        seconds (> 0, on the chart's clock: virtual under `VirtualClock`) it joins the
+        external queue when due; sends due at the same time keep their send order. A delayed
+        send belongs to the chart, not to the state that sent it: leaving that state keeps
+        it pending (unlike `after()` timers), stopping the chart drops it. `id` names it
+        for `cancel`. A bad delay or id raises `InvalidSendError` here (in an action:
+        `error.execution`, and nothing is sent).
+        """
+        if id is not None and not isinstance(id, str):
+            raise InvalidSendError(f"send({name!r}): id must be a string, not {id!r}")
+        if not delay:  # 0: now (a later cancel(id) finds nothing pending)
+            self._interp.host.post(Event(name, data))
+        elif valid_delay(delay):
+            self._interp.host.schedule(Event(name, data), float(delay), id)
+        else:
+            raise InvalidSendError(f"send({name!r}, delay={delay!r}): delay must be a finite number of seconds >= 0")
+
+    def cancel(self, id: str) -> None:
+        """Drop every pending delayed send named `id` (SCXML 6.3 <cancel>); nothing happens
+        if it was already sent or no such send exists."""
+        if not isinstance(id, str):
+            raise InvalidSendError(f"cancel({id!r}): a send id is a string")
+        self._interp.host.cancel(id)
 
     def is_active(self, state_id: str) -> bool:
         return self._interp.is_active(state_id)

@@ -60,5 +60,10 @@ class HistoryStateError(ChartDefinitionError):
     """A history state is misplaced or its default target is outside its parent."""
 
 
+class InvalidSendError(ValueError):
+    """`ActionContext.send`/`cancel` got a bad delay (negative, nan, inf, not a number) or id.
+    Raised at the call; inside an action it becomes `error.execution`, as any action error."""
+
+
 class UndeclaredEventError(RuntimeError):
     """An activity posted an event it did not declare in `posts`."""

@@ -32,6 +32,14 @@ class Host(Protocol):
     def post(self, event: Event) -> None:
         """Queue an external event."""
 
+    def schedule(self, event: Event, delay: float, send_id: str | None) -> None:
+        """Queue `event` as an external event once `delay` (> 0) seconds have passed on the
+        host's clock, behind earlier sends due at the same time. It outlives the state that
+        sent it and dies with the chart (SCXML 6.2)."""
+
+    def cancel(self, send_id: str) -> None:
+        """Drop every pending scheduled event of `send_id`; none pending is no error (SCXML 6.3)."""
+
     def state_started(self, node: Node, generation: int) -> None:
         """`node` was entered and is still active at the end of the macrostep."""
 

@@ -49,7 +49,9 @@ class ChartRunner:
     """Runs one chart: `await tg.start(runner.run)`, then `runner.post(...)`.
 
     External events are processed one macrostep at a time in posting order; timers
-    (`after`) fire on the event loop's clock, which is virtual under `VirtualClock`.
+    (`after`) and delayed sends (`ctx.send(..., delay=...)`) fire on the event loop's clock,
+    which is virtual under `VirtualClock`. A timer dies with its state, a delayed send with
+    the chart (when `run` returns).
     """
 
     def __init__(
@@ -67,8 +69,11 @@ class ChartRunner:
         self._queue: deque[Event] = deque()
         self._wakeup: anyio.Event | None = None
         self._idle: anyio.Event | None = None
-        self._timers: list[tuple[float, int, int, int, str]] = []  # deadline, seq, state, gen, event
+        # deadline, seq, state, generation, timer event; state -1: the delayed send `seq` in _sends
+        self._timers: list[tuple[float, int, int, int, str]] = []
         self._timer_seq = 0
+        self._sends: dict[int, tuple[str | None, Event]] = {}  # seq -> (send id, event), while pending
+        self._send_ids: dict[str, list[int]] = {}  # send id -> seqs, for cancel
         self._activities: dict[int, list[_Running]] = {}
         self._state_waiters: list[tuple[str, anyio.Event]] = []
         self._tg: TaskGroup | None = None
@@ -90,6 +95,12 @@ class ChartRunner:
     def done_data(self) -> Any:
         """The top-level final state's `donedata` value, once the chart has terminated."""
         return self.interpreter.done_data
+
+    @property
+    def pending_sends(self) -> list[tuple[float, str | None, Event]]:
+        """Delayed sends not yet due: (due time, send id, event), in the order they will go."""
+        due = sorted((t, seq) for t, seq, index, _, _ in self._timers if index < 0 and seq in self._sends)
+        return [(t, *self._sends[seq]) for t, seq in due]
 
     def is_active(self, state_id: str) -> bool:
         return self.interpreter.is_active(state_id)
@@ -139,6 +150,8 @@ class ChartRunner:
         finally:
             if self.interpreter.running:
                 self.interpreter.stop()
+            self._sends.clear()  # pending delayed sends die with the chart (SCXML 6.2)
+            self._send_ids.clear()
             self._tg = None
             self.finished.set()
             for _, done in self._state_waiters:
@@ -184,16 +197,46 @@ class ChartRunner:
         now = anyio.current_time()
         fired = False
         while timers and timers[0][0] <= now:
-            _, _, index, gen, name = heapq.heappop(timers)
-            if self.interpreter.generation(self.chart.states[index]) == gen:
+            _, seq, index, gen, name = heapq.heappop(timers)
+            if index < 0:
+                fired = self._deliver(seq) or fired
+            elif self.interpreter.generation(self.chart.states[index]) == gen:
                 self._queue.append(Event(name, gen))
                 fired = True
         return fired
+
+    def _deliver(self, seq: int) -> bool:
+        pending = self._sends.pop(seq, None)
+        if pending is None:  # cancelled
+            return False
+        send_id, event = pending
+        if send_id is not None:
+            seqs = self._send_ids[send_id]
+            seqs.remove(seq)
+            if not seqs:
+                del self._send_ids[send_id]
+        self._queue.append(event)
+        return True
 
     # -- Host -------------------------------------------------------------------------------
 
     def now(self) -> float:
         return anyio.current_time()
+
+    def schedule(self, event: Event, delay: float, send_id: str | None) -> None:
+        self._timer_seq += 1
+        seq = self._timer_seq
+        heapq.heappush(self._timers, (anyio.current_time() + delay, seq, -1, 0, ""))
+        self._sends[seq] = (send_id, event)
+        if send_id is not None:
+            self._send_ids.setdefault(send_id, []).append(seq)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def cancel(self, send_id: str) -> None:
+        # Its heap entry stays and is skipped when due, as stale timers are.
+        for seq in self._send_ids.pop(send_id, ()):
+            del self._sends[seq]
 
     def state_started(self, node: Node, generation: int) -> None:
         if node.timers:

@@ -16,12 +16,20 @@ class FakeHost:
         self.external: list[Event] = []
         self.started: list[str] = []
         self.stopped: list[str] = []
+        self.scheduled: list[tuple[Event, float, str | None]] = []  # delayed sends, never delivered
+        self.cancelled: list[str] = []
 
     def now(self) -> float:
         return self.t
 
     def post(self, event: Event) -> None:
         self.external.append(event)
+
+    def schedule(self, event: Event, delay: float, send_id: str | None) -> None:
+        self.scheduled.append((event, delay, send_id))
+
+    def cancel(self, send_id: str) -> None:
+        self.cancelled.append(send_id)
 
     def state_started(self, node: Node, generation: int) -> None:
         self.started.append(node.id)
