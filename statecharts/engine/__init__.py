@@ -24,7 +24,23 @@ from .errors import (
     UnknownTargetError,
 )
 from .interpreter import ExecutionError, Host, Interpreter, LivelockError
-from .model import Activity, Event, Final, History, Parallel, State, Transition, activity, after, always, on
+from .model import (
+    Activity,
+    Cancel,
+    Event,
+    Final,
+    History,
+    Parallel,
+    Send,
+    State,
+    Transition,
+    activity,
+    after,
+    always,
+    cancel,
+    on,
+    send,
+)
 from .runtime import ACTIVITY_ERROR, ActivityFailure, ChartFinishedError, ChartRunner, running
 from .trace import TraceHook, TraceRecord, TraceRecorder
 
@@ -34,6 +50,7 @@ __all__ = [
     "Activity",
     "ActivityContext",
     "ActivityFailure",
+    "Cancel",
     "Chart",
     "ChartDefinitionError",
     "ChartFinishedError",
@@ -62,6 +79,7 @@ __all__ = [
     "Node",
     "Parallel",
     "RealClock",
+    "Send",
     "State",
     "TraceHook",
     "TraceRecord",
@@ -73,7 +91,9 @@ __all__ = [
     "activity",
     "after",
     "always",
+    "cancel",
     "now",
     "on",
     "running",
+    "send",
 ]  # fmt: skip

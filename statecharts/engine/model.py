@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .errors import InvalidSendError
+
 if TYPE_CHECKING:
     from .context import ActionContext, ActivityContext
 
@@ -99,6 +101,55 @@ def always(
 ) -> Transition:
     """An eventless transition, taken as soon as its guard holds."""
     return Transition(None, target, guard, action)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A declarative action: `ctx.send(event, data, delay=delay, id=id)` (SCXML 6.2 <send>).
+
+    The same as calling `ctx.send` from an action, but visible to exports as a <send>. Build
+    it with `send(...)`; a malformed event, delay or id raises `InvalidSendError` at once.
+    """
+
+    event: str
+    data: Any = None
+    delay: float = 0.0
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.event, str) or not EVENT_DESCRIPTOR.match(self.event) or "*" in self.event:
+            raise InvalidSendError(f"send({self.event!r}): not an event name")
+        if not valid_delay(self.delay):
+            raise InvalidSendError(f"send({self.event!r}, delay={self.delay!r}): delay must be finite and >= 0")
+        if self.id is not None and not isinstance(self.id, str):
+            raise InvalidSendError(f"send({self.event!r}): id must be a string, not {self.id!r}")
+
+    def __call__(self, ctx: ActionContext, event: Event) -> None:
+        ctx.send(self.event, self.data, delay=self.delay, id=self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """A declarative action: `ctx.cancel(id)` (SCXML 6.3 <cancel>). Build it with `cancel(id)`."""
+
+    id: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str):
+            raise InvalidSendError(f"cancel({self.id!r}): a send id is a string")
+
+    def __call__(self, ctx: ActionContext, event: Event) -> None:
+        ctx.cancel(self.id)
+
+
+def send(event: str, data: Any = None, *, delay: float = 0.0, id: str | None = None) -> Send:
+    """An action sending `event` to the chart, after `delay` seconds (see `ActionContext.send`)."""
+    return Send(event, data, delay, id)
+
+
+def cancel(id: str) -> Cancel:
+    """An action cancelling the pending delayed sends named `id` (see `ActionContext.cancel`)."""
+    return Cancel(id)
 
 
 @dataclass(frozen=True, slots=True)

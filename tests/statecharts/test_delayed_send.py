@@ -21,8 +21,10 @@ from statecharts.engine import (
     TraceRecorder,
     VirtualClock,
     after,
+    cancel,
     on,
     running,
+    send,
 )
 
 from .helpers import interpreter
@@ -295,3 +297,43 @@ def test_bad_send_id_is_an_invalid_send_error() -> None:
     interp, _, host = interpreter(chart)
     interp.process(Event("go"))
     assert host.scheduled == [] and isinstance(seen[0].error, InvalidSendError)
+
+
+def test_declarative_send_and_cancel_actions_behave_as_the_context_calls() -> None:
+    """SCXML 6.2 <send event delay id> and 6.3 <cancel sendid>, as action values a chart (and
+    an export) can see: a timeout armed on entry and cancelled when the awaited event comes."""
+    chart = Chart(
+        "declarative",
+        State(
+            "root",
+            State("waiting", on_entry=send("timeout", {"why": "no grip"}, delay=5.0, id="t"),
+                  transitions=[on("gripped", "holding", action=cancel("t")), on("timeout", "failed")]),
+            State("holding", transitions=[on("again", "waiting")]),
+            State("failed"),
+            initial="waiting",
+        ),
+    )
+    rec = TraceRecorder()
+
+    async def main() -> None:
+        async with running(chart, trace=rec) as runner:
+            await anyio.sleep(1.0)
+            runner.post("gripped")
+            await anyio.sleep(10.0)
+            assert runner.is_active("holding")
+            runner.post("again")
+            await runner.wait_for("failed")
+            assert anyio.current_time() == 16.0
+
+    VirtualClock().run(main)
+    assert [e for e, _ in events_at(rec)] == ["gripped", "again", "timeout"]
+
+
+@pytest.mark.parametrize(
+    "build", [lambda: send("x", delay=-1), lambda: send("bad name"), lambda: send("x", id=3), lambda: cancel(None)]
+)
+def test_declarative_send_with_bad_arguments_fails_when_built(build: Any) -> None:
+    """SCXML 6.2: a <send> whose delay is not a time interval, or whose event is no event
+    name, is an error; a declarative one is caught when the chart is written."""
+    with pytest.raises(InvalidSendError):
+        build()
