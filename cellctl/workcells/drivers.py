@@ -86,6 +86,9 @@ class DriverCellConfig:
     vacuum_settle_s: float = 0.1  # a held move starts with the cup sealed; ignore the first samples
     frame_period_s: float = 0.1
     ack_timeout_s: float = 2.0
+    # A guarded motion whose F/T stream is not live waits this long for it (a stalled loop, a burst of lost
+    # datagrams) before it is refused: it waits, it never starts blind.
+    ft_live_wait_s: float = 1.0
 
 class DriverWorkcell:
     """`Workcell` over `PlcClient`, `RobotDriver`, `FTSensor` and a perception stack."""
@@ -358,7 +361,10 @@ class DriverWorkcell:
                        ft_status: Subscription[StreamStatus]) -> MotionResult:
         limit = motion.force_limit_n
         if limit is not None and self.ft.state is not StreamState.LIVE:
-            log.warning("guarded motion refused: F/T stream not live", stream=self.ft.state.value)
+            await self._await_live(ft_status)
+        if limit is not None and self.ft.state is not StreamState.LIVE:
+            log.warning("guarded motion refused: F/T stream not live", stream=self.ft.state.value,
+                        waited_s=self.config.ft_live_wait_s)
             return MotionResult(outcome=MotionOutcome.UNAVAILABLE, elapsed_s=0.0, detail=NO_FT)
         self._peak, self._stop = 0.0, None
         tripped = False
@@ -453,6 +459,16 @@ class DriverWorkcell:
         if self._stop is None:
             self._stop = (outcome, detail)
             await self.robot.halt()
+
+    async def _await_live(self, sub: Subscription[StreamStatus]) -> None:
+        """Wait up to `ft_live_wait_s` for the F/T stream to be live again; then drop the statuses seen while
+        waiting, so the motion's watch starts from the state as it is now (a later change is still queued)."""
+        log.info("guarded motion waits for the F/T stream", stream=self.ft.state.value,
+                 wait_s=self.config.ft_live_wait_s)
+        with anyio.move_on_after(self.config.ft_live_wait_s):
+            while self.ft.state is not StreamState.LIVE:
+                await sub.receive()
+        sub.drain()
 
     async def _watch_ft(self, sub: Subscription[StreamStatus]) -> None:
         while True:

@@ -39,6 +39,20 @@ async def test_no_guarded_motion_without_a_live_ft_stream() -> None:
             assert unguarded.outcome is MotionOutcome.DONE
 
 
+async def test_a_guarded_motion_waits_out_a_short_ft_dropout_and_never_starts_blind() -> None:
+    async with driver_cell() as c:
+        with anyio.fail_after(WAIT_S):
+            with c.ft.status.subscription() as sub:
+                c.devices.ft.stall(0.3)  # shorter than ft_live_wait_s (1 s): a stalled loop, a lost burst
+                while c.ft.state is not StreamState.STALE:
+                    await sub.receive()
+            with c.ft.status.subscription() as seen:
+                done = await c.port.move(approach(25.0))
+                states = [s.state for s in seen.drain()]
+            assert done.outcome is MotionOutcome.DONE, done
+            assert StreamState.LIVE in states  # it started only once the stream was back
+
+
 async def test_interlocks_tripped_or_unknown_are_not_ok() -> None:
     async with driver_cell() as c:
         with anyio.fail_after(WAIT_S):
