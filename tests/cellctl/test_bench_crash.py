@@ -11,7 +11,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "crash.py"
 KEYS = ("kills", "items", "reports", "lost", "duplicated", "handoffs", "returned", "cases", "seeds", "wall_s",
-        "problems")
+        "problems", "faults", "fault_reasons")
 
 
 @pytest.mark.timeout(400)

@@ -43,7 +43,7 @@ async def test_twenty_sigkills_mid_stow_lose_and_duplicate_no_item(tmp_path: Pat
     with anyio.fail_after(840):
         r: dict[str, Any] = await bench.campaign(KILLS, seed=3, work=tmp_path, progress=lines.append)
     shown = "\n".join(lines)
-    assert r["problems"] == [], f"{r['problems']}\n{shown}"
+    assert r["problems"] == [], f"{r['problems']}\n{shown}\nfaults: {r['fault_reasons']}"
     assert r["kills"] == KILLS and r["lost"] == 0 and r["duplicated"] == 0, shown
     assert r["items"] >= KILLS // 2  # the cell got on with stowing between the kills
     assert r["handoffs"] >= 1, shown  # some kills caught an item the conveyor had handed over
