@@ -14,6 +14,7 @@
   a task already running still goes in (the store's headroom); beyond that `report` waits, alarmed, for room.
 - `FcOrders` is the `OrderSource` of a pick run: the FC's queued requests, oldest first.
 - `next_item` cancelled (a hold, a stop): the task ends without its item, so its journal entry goes.
+  `next_order` cancelled after the store took a request: the request goes back to the queue, in its old place.
 - `StowJournal.begin` is `DriverWorkcell`'s `on_item` hook: an item is journalled as the running task's before the
   PLC is told it was taken, so no item the conveyor handed over can go unreported (an entry a cancelled task left
   for the same item is taken over: one entry per item).
@@ -26,6 +27,7 @@ from contextlib import suppress
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from statecharts.workcell import (
@@ -43,7 +45,7 @@ from statecharts.workcell import (
     Workcell,
 )
 
-from .store import CellStore, OutboxEntry, OutboxFull
+from .store import CellStore, OutboxEntry, OutboxFull, PickRequest
 
 __all__ = ["FcOrders", "ReportingWorkcell", "StowJournal", "report_payload"]
 
@@ -101,12 +103,34 @@ class FcOrders:
     async def next_order(self, timeout_s: float) -> PickOrder | None:
         with anyio.move_on_after(timeout_s):
             while True:
-                request = await anyio.to_thread.run_sync(self.store.take_request)
+                request = await self._take()
                 if request is not None:
                     return PickOrder(order_id=request.task_id, item_id=request.item_id, bin_id=request.bin_id)
                 self._added = anyio.Event()
                 await self._added.wait()
         return None
+
+
+    async def _take(self) -> PickRequest | None:
+        # A cancellation while the worker thread takes the request would drop its result with the request marked
+        # taken (stuck until a restart): take it shielded, and give it back if a cancellation came meanwhile.
+        with anyio.CancelScope(shield=True):
+            request = await anyio.to_thread.run_sync(self.store.take_request)
+        if request is not None:
+            await _give_back_if_cancelled(self.store, request.task_id)
+        return request
+
+
+async def _give_back_if_cancelled(store: CellStore, task_id: str) -> None:
+    """A checkpoint; a pending cancellation first puts the pick request `task_id` back in the queue (in its old
+    place, journal entry gone) and is then raised. Not an FC request (another order source): nothing to give."""
+    try:
+        await anyio.lowlevel.checkpoint()
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True), suppress(ValueError):
+            await anyio.to_thread.run_sync(lambda: store.release_request(task_id))
+        log.info("pick request put back: its task was cancelled before it began", task_id=task_id)
+        raise
 
 
 class ReportingWorkcell:
@@ -155,10 +179,12 @@ class ReportingWorkcell:
         order = await self.inner.next_order(timeout_s)
         if order is not None:
             task_id = self.current_task()
-            self._orders[task_id] = order
             detail = {"chart_task_id": task_id}
-            await anyio.to_thread.run_sync(
-                lambda: self.store.begin_task(order.order_id, "pick", order.item_id, order.bin_id, detail))
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    lambda: self.store.begin_task(order.order_id, "pick", order.item_id, order.bin_id, detail))
+            await _give_back_if_cancelled(self.store, order.order_id)  # the task ends before it has the order
+            self._orders[task_id] = order
         return order
 
     def _journal_id(self) -> str:
