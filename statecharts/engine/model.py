@@ -1,8 +1,9 @@
 """Chart definitions in plain, typed Python.
 
 A chart is written as nested `State`, `Parallel`, `Final` and `History` nodes with
-`on(...)`, `after(...)` and `always(...)` transitions; `Chart(name, root)` validates
-and compiles it (see `compiled.py`).
+`on(...)`, `after(...)` and `always(...)` transitions, and actions that are functions or
+the declarative `send(...)`/`cancel(...)`; `Chart(name, root)` validates and compiles it
+(see `compiled.py`).
 """
 
 from __future__ import annotations
