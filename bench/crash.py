@@ -78,6 +78,7 @@ STOP_S = 60.0  # SIGINT to exit
 ABORTED, STOPPED, EXECUTE, HELD = 9, 2, 6, 11
 CLEARS = 5  # Clear again when the cell aborts at once (the robot's HALT release not yet seen)
 CLEAR_S = 3.0
+READ_TRIES = 5  # the harness's reads of the simulated PLC, each after a reconnect
 AGAIN_P = 0.12  # chance, per interrupted restart, of killing it at start-up or while Aborted (case f)
 ARRIVAL_P = 0.3  # chance that a kill is timed from an arrival (AtPickup), not from a task's start
 ARRIVAL_DELAY_S = 0.2  # such a kill comes this soon: while the item is journalled and acknowledged
@@ -296,11 +297,39 @@ async def panel(controller: Controller, url: str) -> AsyncIterator[Panel]:
 class Conveyor:
     """Reads the simulated PLC's Conveyor.HandedOver / HandedOverCount / AtPickup; merges the hand-overs by `n`."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self, url: str, say: Callable[[str], None] = lambda _text: None) -> None:
+        self.url, self.say = url, say
+        self.client: Client | None = None
         self.handed: dict[int, dict[str, Any]] = {}  # n -> {"n", "seq", "item_id"}
         self.at = ""  # AtPickup, as last notified
         self.changed = anyio.Event()
+        self.reconnects = 0
+
+    async def connect(self) -> None:
+        self.client = Client(self.url, timeout=10)
+        await self.client.connect()
+        await self.setup()
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            with anyio.move_on_after(2), contextlib.suppress(Exception):
+                await client.disconnect()
+
+    async def _value(self, node: str) -> Any:
+        """A node's value; a lost session (asyncua's keepalive gives up on a loaded machine) is opened again."""
+        for attempt in range(1, READ_TRIES + 1):
+            try:
+                return await getattr(self, node).read_value()
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                if attempt == READ_TRIES:
+                    raise CampaignError(f"the harness lost the simulated PLC: {exc!r}") from exc
+                self.reconnects += 1
+                self.say(f"harness: PLC session lost ({exc!r}), reconnecting")
+                await self.close()
+                with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                    await self.connect()
+        raise AssertionError("unreachable")
 
     def datachange_notification(self, node: Node, value: Any, data: Any) -> None:
         self.at = str(value or "")
@@ -319,8 +348,11 @@ class Conveyor:
                     raise controller.died("waiting for an arrival")
                 with anyio.move_on_after(1.0):
                     await self.changed.wait()
+                    continue
+                self.at = str(await self._value("pickup") or "")  # no notification for a second: look
 
     async def setup(self) -> None:
+        assert self.client is not None
         ns = await self.client.get_namespace_index(SIM_NAMESPACE)
         node = self.client.get_node
         self.log = node(f"ns={ns};s=StowStation.Conveyor.HandedOver")
@@ -330,8 +362,8 @@ class Conveyor:
         await sub.subscribe_data_change(self.pickup)
 
     async def read(self) -> None:
-        count = int(await self.count.read_value())  # first: the PLC writes it after the log, so the log has it
-        records = [json.loads(t) for t in await self.log.read_value() or []]
+        count = int(await self._value("count"))  # first: the PLC writes it after the log, so the log has it
+        records = [json.loads(t) for t in await self._value("log") or []]
         if records and self.handed and min(r["n"] for r in records) > max(self.handed) + 1:
             raise CampaignError(f"hand-overs {max(self.handed) + 1}..{min(r['n'] for r in records) - 1} left the PLC's "
                                 "HandedOver log before they were read")
@@ -341,7 +373,7 @@ class Conveyor:
             raise CampaignError(f"HandedOverCount {count}, records {sorted(self.handed)[:5]}...: incomplete")
 
     async def at_pickup(self) -> str:
-        text = await self.pickup.read_value()
+        text = await self._value("pickup")
         return str(json.loads(text)["item_id"]) if text else ""
 
 
@@ -382,13 +414,16 @@ class Campaign:
             config = _config(self.work, devices.info, fc_port)
             url = f"opc.tcp://{LOCAL}:{fc_port}/cellctl/fc"
             fc = SimFc(url, reconnect_s=0.2)
-            async with anyio.create_task_group() as tg, Client(devices.info["opcua"], timeout=10) as plc:
-                conveyor = Conveyor(plc)
-                await conveyor.setup()
-                tg.start_soon(fc.run)
-                controller = await self._campaign(config, url, conveyor)
-                await self._finish(controller, url, fc, conveyor)
-                tg.cancel_scope.cancel()
+            conveyor = Conveyor(devices.info["opcua"], self.say)
+            await conveyor.connect()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(fc.run)
+                    controller = await self._campaign(config, url, conveyor)
+                    await self._finish(controller, url, fc, conveyor)
+                    tg.cancel_scope.cancel()
+            finally:
+                await conveyor.close()
         finally:
             current: Controller | None = getattr(self, "current", None)
             if current is not None and current.alive:  # a campaign cut short: no controller left behind
@@ -605,6 +640,7 @@ class Campaign:
             "seeds": {"world": self.seed, "kills": self.seed}, "time_scale": self.time_scale,
             "max_delay_s": self.max_delay_s, "wall_s": round(wall_s, 1),
             "lost_items": lost, "duplicated_items": doubled, "problems": self.problems,
+            "harness_reconnects": conveyor.reconnects,
             "faults": len(self.faults), "fault_reasons": dict(Counter(str(r) for _, r in self.faults)),
             "final_summary": {k: self.final_summary.get(k) for k in ("end_state", "cycles", "outcomes", "fc")},
         }
