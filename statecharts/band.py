@@ -11,10 +11,8 @@ it (end the attempt): the region itself has no way out, so the arm never approac
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from .engine import ActionContext, Activity, ActivityContext, Event, Final, State, always, on
-from .tasks import bounded
+from .engine import Activity, ActivityContext, Final, In, State, always, on
+from .task_base import bounded
 
 __all__ = ["BAND_FAILED", "band_is_held", "band_region"]
 
@@ -40,15 +38,7 @@ hook_down = _hook(True, "band.held")
 hook_up = _hook(False, "band.raised")
 
 
-def band_is_held(ctx: ActionContext, event: Event) -> bool:
-    return ctx.is_active("band_held")
-
-
-def _arm_finished(arm_done: str) -> Callable[[ActionContext, Event], bool]:
-    def arm_finished(ctx: ActionContext, event: Event) -> bool:
-        return ctx.is_active(arm_done)
-
-    return arm_finished
+band_is_held = In("band_held")  # SCXML's In(): the exports write it as such
 
 
 def band_region(arm_done: str) -> State:
@@ -56,7 +46,7 @@ def band_region(arm_done: str) -> State:
     return State(
         "band",
         State("band_lowering", activities=hook_down, transitions=[on("band.held", "band_held")]),
-        State("band_held", transitions=[always("band_raising", guard=_arm_finished(arm_done))]),
+        State("band_held", transitions=[always("band_raising", guard=In(arm_done))]),
         State("band_raising", activities=hook_up, transitions=[on("band.raised", "band_done")]),
         Final("band_done"),
         initial="band_lowering",

@@ -33,16 +33,10 @@ from .engine import (
     always,
     on,
 )
-from .tasks import (
-    FATAL,
-    Failure,
-    Step,
-    TaskData,
-    TaskKind,
-    bounded,
+from .task_base import FATAL, Failure, Step, TaskData, TaskKind, bounded, describe
+from .task_chart import (
     build_report,
     count_empty_wait,
-    describe,
     end_fault,
     end_with,
     motion_activity,
