@@ -33,7 +33,7 @@ from .engine import (
     always,
     on,
 )
-from .task_base import FATAL, Failure, Step, TaskData, TaskKind, bounded, describe
+from .task_base import FATAL, Failure, Step, TaskConfig, TaskData, TaskKind, bounded, describe
 from .task_chart import (
     build_report,
     count_empty_wait,
@@ -271,12 +271,15 @@ def _arm_state(primitive: Primitive, *transitions: Transition) -> State:
     )
 
 
-def arm_region() -> State:
+def arm_region(config: TaskConfig) -> State:
     return State(
         "arm",
         State(
             "arm_wait_band",
-            transitions=[always("arm_approach", guard=band_is_held), after(30.0, "arm_done", action=band_not_held)],
+            transitions=[
+                always("arm_approach", guard=band_is_held),
+                after(config.band_timeout_s, "arm_done", action=band_not_held),
+            ],
             doc="never approach before the band is held",
         ),
         _arm_state(
@@ -297,7 +300,9 @@ def arm_region() -> State:
     )
 
 
-def build() -> Chart:
+def build(config: TaskConfig | None = None) -> Chart:
+    """The chart; `config` gives the timeouts fixed when it is built (`band_timeout_s`)."""
+    config = config or TaskConfig()
     return Chart(
         "stow",
         State(
@@ -333,7 +338,7 @@ def build() -> Chart:
                 ),
                 Parallel(
                     "insert",
-                    arm_region(),
+                    arm_region(config),
                     band_region("arm_done"),
                     on_entry=start_attempt,
                     transitions=[

@@ -48,6 +48,7 @@ class TaskConfig:
     arrival_timeout_s: float = 30.0  # one wait for an item / an order
     starve_limit: int = 3  # empty waits in a row before the task ends `starved`
     hook_timeout_s: float = 5.0
+    band_timeout_s: float = 30.0  # the main arm waits this long for the band to be held, then ends the attempt
     grasp_timeout_s: float = 10.0
     retract_timeout_s: float = 10.0
     perception_timeout_s: float = 15.0  # plan_stow, verify_stow, check_pick, plan_pick
@@ -62,6 +63,7 @@ class TaskConfig:
         for name in (
             "arrival_timeout_s",
             "hook_timeout_s",
+            "band_timeout_s",
             "grasp_timeout_s",
             "retract_timeout_s",
             "perception_timeout_s",

@@ -66,9 +66,9 @@ async def run_task(
     config = config or TaskConfig()
     data: TaskData
     if kind == "stow":
-        chart, data = stow.build(), stow.StowData(workcell, task_id=task_id, config=config)
+        chart, data = stow.build(config), stow.StowData(workcell, task_id=task_id, config=config)
     elif kind == "pick":
-        chart, data = pick.build(), pick.PickData(workcell, task_id=task_id, config=config)
+        chart, data = pick.build(config), pick.PickData(workcell, task_id=task_id, config=config)
     else:
         raise ValueError(f"unknown task kind {kind!r}: use 'stow' or 'pick'")
     data.started_s = anyio.current_time()

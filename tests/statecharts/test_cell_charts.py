@@ -440,6 +440,18 @@ def test_task_config_rejects_nonsense() -> None:
         TaskConfig(starve_limit=0)
     with pytest.raises(ValueError, match="hook_timeout_s"):
         TaskConfig(hook_timeout_s=0)
+    with pytest.raises(ValueError, match="band_timeout_s"):
+        TaskConfig(band_timeout_s=0)
+
+
+@pytest.mark.parametrize("kind", ["stow", "pick"])
+def test_the_arm_waits_band_timeout_s_for_the_band_then_ends_the_attempt_as_a_fault(kind: TaskKind) -> None:
+    wc = FakeWorkcell(items=[item()], orders=[order()], stow_plans=[StowPlan(options=(stow_option("A1"),))])
+    report = task(kind, wc, TaskConfig(band_timeout_s=0.2))  # the fake hook takes 0.5 s to come down
+    assert isinstance(report, TaskReport) and report.outcome is TaskOutcome.FAULT
+    assert report.reason == "band not held in time" and "move approach" not in wc.names()
+    assert stow.build(TaskConfig(band_timeout_s=0.2))["arm_wait_band"].transitions[1].delay == 0.2
+    assert pick.build()["arm_wait_band"].transitions[1].delay == 30.0  # the default
 
 
 def test_unknown_task_kind() -> None:
