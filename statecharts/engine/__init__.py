@@ -23,6 +23,7 @@ from .errors import (
     UndeclaredEventError,
     UnknownTargetError,
 )
+from .guards import In
 from .interpreter import ExecutionError, Host, Interpreter, LivelockError
 from .model import (
     Activity,
@@ -65,6 +66,7 @@ __all__ = [
     "History",
     "HistoryStateError",
     "Host",
+    "In",
     "InitialConflictError",
     "InitialHistoryError",
     "InitialNotDescendantError",
