@@ -19,6 +19,7 @@ from .engine import (
     Event,
     Final,
     History,
+    In,
     Parallel,
     State,
     activity,
@@ -58,10 +59,6 @@ def count_cycle(ctx: ActionContext, event: Event) -> None:
     ctx.data.cycles += 1
 
 
-def arm_finished(ctx: ActionContext, event: Event) -> bool:
-    return ctx.is_active("arm_done")
-
-
 def build() -> Chart:
     return Chart(
         "stow_demo",
@@ -88,7 +85,7 @@ def build() -> Chart:
                 State(
                     "band",
                     State("band_closed", transitions=[after(0.4, "band_held")]),
-                    State("band_held", transitions=[always("band_closing", guard=arm_finished)]),
+                    State("band_held", transitions=[always("band_closing", guard=In("arm_done"))]),
                     State("band_closing", transitions=[after(0.6, "band_done")]),
                     Final("band_done"),
                     initial="band_closed",
