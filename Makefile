@@ -5,12 +5,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 INTEROP := tests/interop/node_modules/.installed
+# Standard tools the chart exports must satisfy (tests/interop/test_exports.py): SCION, an SCXML
+# interpreter, and mermaid-cli, which renders Mermaid with Debian's chromium.
+SCION   := tests/interop/scion/node_modules/.installed
+MMDC    := tests/interop/mermaid/node_modules/.installed
 # The PackML nodeset the FC server loads (OPC Foundation, via npm node-opcua-nodesets; pinned, sha256-checked).
 NODESET := cellctl/fc/nodesets/Opc.Ua.PackML.NodeSet2.xml
 
 .PHONY: test run lint bench sysdeps nodesets clean
 
-test: $(STAMP) $(INTEROP) $(NODESET)
+test: $(STAMP) $(INTEROP) $(SCION) $(MMDC) $(NODESET)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -44,6 +48,17 @@ $(INTEROP): tests/interop/package.json tests/interop/package-lock.json scripts/e
 	cd tests/interop && npm ci --silent --no-audit --no-fund
 	touch $(INTEROP)
 
+$(SCION): tests/interop/scion/package.json tests/interop/scion/package-lock.json scripts/ensure-sysdeps.sh
+	@sh scripts/ensure-sysdeps.sh --test
+	cd tests/interop/scion && npm ci --silent --no-audit --no-fund
+	touch $(SCION)
+
+# No browser download (also .puppeteerrc.cjs): mmdc drives Debian's chromium.
+$(MMDC): tests/interop/mermaid/package.json tests/interop/mermaid/package-lock.json scripts/ensure-sysdeps.sh
+	@sh scripts/ensure-sysdeps.sh --test
+	cd tests/interop/mermaid && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --silent --no-audit --no-fund
+	touch $(MMDC)
+
 nodesets: $(NODESET)
 
 $(NODESET): scripts/fetch-nodesets.sh scripts/ensure-sysdeps.sh
@@ -52,4 +67,5 @@ $(NODESET): scripts/fetch-nodesets.sh scripts/ensure-sysdeps.sh
 	@touch $@
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules cellctl/fc/nodesets .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) tests/interop/node_modules tests/interop/scion/node_modules tests/interop/mermaid/node_modules \
+		cellctl/fc/nodesets .pytest_cache .ruff_cache .hypothesis build *.egg-info
