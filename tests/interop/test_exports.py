@@ -680,7 +680,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[st
     assert browser is not None
     out = tmp_path_factory.mktemp("mermaid")
     config = out / "puppeteer.json"
-    config.write_text(json.dumps({"executablePath": browser, "args": ["--no-sandbox", "--disable-gpu"]}))
+    # A patient launch: puppeteer's default 30 s to start the browser is short on a loaded CI machine.
+    launch = {"executablePath": browser, "args": ["--no-sandbox", "--disable-gpu"], "timeout": 120_000}
+    config.write_text(json.dumps(launch))
     charts = mermaid_charts()
     # One Markdown file, one ```mermaid block per chart: mmdc renders them all with one browser.
     md = out / "charts.md"
