@@ -12,47 +12,16 @@ fault ends the task `fault`; an ineligible target or an empty plan is a handoff 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from planning.retry import Action, FailureKind, PickAttempt, RetryDecision, next_pick_action
+from planning.retry import Action, FailureKind, PickAttempt, next_pick_action
 
-from .band import BAND_FAILED, band_is_held, band_region
-from .engine import (
-    ActionContext,
-    ActivityContext,
-    Chart,
-    Event,
-    Final,
-    Parallel,
-    State,
-    Transition,
-    activity,
-    after,
-    always,
-    on,
-)
-from .task_base import FATAL, Failure, Step, TaskConfig, TaskData, TaskKind, bounded, describe
-from .task_chart import (
-    build_report,
-    count_empty_wait,
-    end_fault,
-    end_with,
-    motion_activity,
-    record_fault,
-    safe_arm,
-    send_report,
-    starving,
-)
-from .workcell import (
-    Eligibility,
-    Motion,
-    MotionOutcome,
-    PickCandidate,
-    PickOrder,
-    PickPlan,
-    Primitive,
-    TaskOutcome,
-)
+from .engine import ActionContext, Chart, Event, State, always, on
+from .task_actions import end_fault, end_with, perceive, record_fault
+from .task_base import FATAL, Failure, Step, TaskConfig, TaskData, TaskKind, describe
+from .task_chart import arm_region, arm_step, attempt_state, await_state, build_chart, decide_state, plan_state
+from .workcell import Eligibility, Motion, MotionOutcome, PickCandidate, PickOrder, PickPlan, Primitive, TaskOutcome
 
 __all__ = ["PickData", "build", "pick_failure"]
 
@@ -64,16 +33,10 @@ class PickData(TaskData):
     candidates: tuple[PickCandidate, ...] = ()
     index: int = 0  # the candidate being tried (position in `candidates`)
     history: list[PickAttempt] = field(default_factory=list)
-    decision: RetryDecision | None = None
-    tries: int = 0
 
     @property
     def taken(self) -> bool:
         return self.order is not None
-
-    @property
-    def attempts(self) -> int:
-        return self.tries
 
     def subject(self) -> tuple[str, str]:
         return (self.order.item_id, self.order.bin_id) if self.order else ("", "")
@@ -87,9 +50,13 @@ class PickData(TaskData):
         for motion in steps:
             if motion.primitive is primitive:
                 return motion
-        if primitive is Primitive.RETRACT:
-            return self.retract()
-        raise LookupError(f"suction candidate {self.index} has no {primitive.value} step")
+        return self.unplanned(primitive, f"suction candidate {self.index}")
+
+    def failure_of(self, step: Step) -> Failure:
+        return pick_failure(step)
+
+    def remember(self, kind: FailureKind) -> None:
+        self.history.append(PickAttempt(self.index, kind))
 
 
 def pick_failure(step: Step) -> Failure:
@@ -109,30 +76,18 @@ def pick_failure(step: Step) -> Failure:
 # -- activities ----------------------------------------------------------------------------------------------
 
 
-@activity("order.arrived", "order.none")
-async def wait_order(ctx: ActivityContext) -> None:
-    data: PickData = ctx.data
-    timeout = data.config.arrival_timeout_s
-    _, order = await bounded(timeout + data.config.motion_grace_s, lambda: data.workcell.next_order(timeout))
-    ctx.post("order.arrived", order) if order is not None else ctx.post("order.none")
-
-
-@activity("check.done", "check.timeout")
-async def check_pick(ctx: ActivityContext) -> None:
-    data: PickData = ctx.data
+def _check_pick(data: PickData) -> Awaitable[Eligibility]:
     assert data.order is not None
-    order = data.order
-    ok, result = await bounded(data.config.perception_timeout_s, lambda: data.workcell.check_pick(order))
-    ctx.post("check.done", result) if ok else ctx.post("check.timeout", "check_pick timed out")
+    return data.workcell.check_pick(data.order)
 
 
-@activity("plan.ready", "plan.timeout")
-async def plan_pick(ctx: ActivityContext) -> None:
-    data: PickData = ctx.data
+def _plan_pick(data: PickData) -> Awaitable[PickPlan]:
     assert data.order is not None
-    order = data.order
-    ok, plan = await bounded(data.config.perception_timeout_s, lambda: data.workcell.plan_pick(order))
-    ctx.post("plan.ready", plan) if ok else ctx.post("plan.timeout", "plan_pick timed out")
+    return data.workcell.plan_pick(data.order)
+
+
+check_pick = perceive("check_pick", _check_pick, "check.done", "check.timeout")
+plan_pick = perceive("plan_pick", _plan_pick, "plan.ready", "plan.timeout")
 
 
 # -- guards and actions --------------------------------------------------------------------------------------
@@ -170,40 +125,8 @@ def no_plan(ctx: ActionContext, event: Event) -> None:
     ctx.data.reason = f"no suction candidate: {plan.reason or 'none found'}"
 
 
-def start_attempt(ctx: ActionContext, event: Event) -> None:
-    ctx.data.tries += 1
-    ctx.data.failure = None
-
-
 def has_release(ctx: ActionContext, event: Event) -> bool:
     return any(m.primitive is Primitive.RELEASE for m in ctx.data.candidate.steps)
-
-
-def record_motion_failure(ctx: ActionContext, event: Event) -> None:
-    ctx.data.failure = pick_failure(event.data)
-
-
-def retract_failed(ctx: ActionContext, event: Event) -> None:
-    ctx.data.failure = Failure(None, describe(event.data))  # a fault, whatever failed before it
-
-
-def band_not_held(ctx: ActionContext, event: Event) -> None:
-    ctx.data.failure = Failure(None, "band not held in time")
-
-
-def failed_fatally(ctx: ActionContext, event: Event) -> bool:
-    return ctx.data.failure is not None and ctx.data.failure.fatal
-
-
-def failed(ctx: ActionContext, event: Event) -> bool:
-    return ctx.data.failure is not None
-
-
-def record_attempt(ctx: ActionContext, event: Event) -> None:
-    data: PickData = ctx.data
-    assert data.failure is not None
-    assert data.failure.kind is not None  # a fatal failure (no kind) ends the task instead: see failed_fatally
-    data.history.append(PickAttempt(data.index, data.failure.kind))
 
 
 def decide(ctx: ActionContext, event: Event) -> None:
@@ -223,124 +146,39 @@ def retarget(ctx: ActionContext, event: Event) -> None:
     ctx.data.index = ctx.data.decision.candidate_index
 
 
-def handoff_by_policy(ctx: ActionContext, event: Event) -> None:
-    ctx.data.outcome = TaskOutcome.HANDOFF
-    ctx.data.reason = ctx.data.decision.reason
-
-
 # -- the chart -----------------------------------------------------------------------------------------------
-
-
-def _arm_state(primitive: Primitive, *transitions: Transition) -> State:
-    return State(
-        f"arm_{primitive.value}",
-        activities=motion_activity(primitive),
-        transitions=[*transitions, on("motion.failed", "arm_retract", action=record_motion_failure)],
-    )
-
-
-def arm_region(config: TaskConfig) -> State:
-    return State(
-        "arm",
-        State(
-            "arm_wait_band",
-            transitions=[
-                always("arm_approach", guard=band_is_held),
-                after(config.band_timeout_s, "arm_done", action=band_not_held),
-            ],
-            doc="never approach before the band is held",
-        ),
-        _arm_state(Primitive.APPROACH, on("motion.done", "arm_attach")),
-        _arm_state(Primitive.ATTACH, on("motion.done", "arm_extract")),
-        _arm_state(Primitive.EXTRACT, on("motion.done", "arm_place")),
-        _arm_state(Primitive.PLACE, on("motion.done", "arm_release", guard=has_release), on("motion.done", "arm_done")),
-        _arm_state(Primitive.RELEASE, on("motion.done", "arm_done")),
-        State(
-            "arm_retract",
-            activities=motion_activity(Primitive.RETRACT),
-            transitions=[on("motion.done", "arm_done"), on("motion.failed", "arm_done", action=retract_failed)],
-            doc="after a failure: out of the bin before the band closes",
-        ),
-        Final("arm_done"),
-        initial="arm_wait_band",
-    )
 
 
 def build(config: TaskConfig | None = None) -> Chart:
     """The chart; `config` gives the timeouts fixed when it is built (`band_timeout_s`)."""
-    config = config or TaskConfig()
-    return Chart(
+    arm = arm_region(
+        config or TaskConfig(),
+        arm_step(Primitive.APPROACH, on("motion.done", "arm_attach")),
+        arm_step(Primitive.ATTACH, on("motion.done", "arm_extract")),
+        arm_step(Primitive.EXTRACT, on("motion.done", "arm_place")),
+        arm_step(Primitive.PLACE, on("motion.done", "arm_release", guard=has_release), on("motion.done", "arm_done")),
+        arm_step(Primitive.RELEASE, on("motion.done", "arm_done")),
+        retract_doc="after a failure: out of the bin before the band closes",
+    )
+    return build_chart(
         "pick",
+        await_state("order", lambda workcell, timeout: workcell.next_order(timeout), "eligibility", take_order),
         State(
-            "pick",
-            State(
-                "work",
-                State(
-                    "await_order",
-                    activities=wait_order,
-                    transitions=[
-                        on("order.arrived", "eligibility", action=take_order),
-                        on("order.none", "starved", guard=starving, action=count_empty_wait),
-                        on("order.none", "await_order", action=count_empty_wait),
-                    ],
-                ),
-                State(
-                    "eligibility",
-                    activities=check_pick,
-                    transitions=[
-                        on("check.done", "plan", guard=is_eligible),
-                        on("check.done", "report", action=ineligible),
-                        on("check.timeout", "report", action=[record_fault, end_fault]),
-                    ],
-                ),
-                State(
-                    "plan",
-                    activities=plan_pick,
-                    transitions=[
-                        on("plan.ready", "attempt", guard=plan_has_candidate, action=take_plan),
-                        on("plan.ready", "report", action=no_plan),
-                        on("plan.timeout", "report", action=[record_fault, end_fault]),
-                    ],
-                ),
-                Parallel(
-                    "attempt",
-                    arm_region(config),
-                    band_region("arm_done"),
-                    on_entry=start_attempt,
-                    transitions=[
-                        on(BAND_FAILED, "recover", action=record_fault),
-                        on("done.state.attempt", "report", guard=failed_fatally, action=end_fault),
-                        on("done.state.attempt", "decide", guard=failed, action=record_attempt),
-                        on("done.state.attempt", "report", action=end_with(TaskOutcome.DONE, "")),
-                    ],
-                ),
-                State(
-                    "decide",
-                    on_entry=decide,
-                    transitions=[
-                        always("report", guard=handoff, action=handoff_by_policy),
-                        always("attempt", guard=next_candidate, action=retarget),
-                    ],
-                    doc="planning.retry picks the next candidate or hands off",
-                ),
-                initial="await_order",
-                transitions=[on("error", "recover", action=record_fault)],
-            ),
-            State(
-                "recover",
-                activities=safe_arm,
-                transitions=[on("safe", "report", action=end_fault), on("error", "report", action=end_fault)],
-                doc="retract, hook up, then report the fault",
-            ),
-            State(
-                "report",
-                on_entry=build_report,
-                activities=send_report,
-                transitions=[on("report.sent", "reported"), on("report.timeout", "reported"), on("error", "reported")],
-            ),
-            Final("reported"),
-            Final("starved"),
-            initial="work",
+            "eligibility",
+            activities=check_pick,
+            transitions=[
+                on("check.done", "plan", guard=is_eligible),
+                on("check.done", "report", action=ineligible),
+                on("check.timeout", "report", action=[record_fault, end_fault]),
+            ],
+        ),
+        plan_state(plan_pick, "attempt", plan_has_candidate, take_plan, no_plan, timeout="report"),
+        attempt_state("attempt", arm, then="report", action=end_with(TaskOutcome.DONE, "")),
+        decide_state(
+            decide,
+            handoff,
+            always("attempt", guard=next_candidate, action=retarget),
+            doc="planning.retry picks the next candidate or hands off",
         ),
         description="pick one item: eligibility, suction candidates with the band held, retry by policy, report",
     )

@@ -13,48 +13,16 @@ TIMEOUT, UNAVAILABLE) ends the task `fault` after that retract; `error.*` and ba
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from planning.retry import Action, FailureKind, RetryDecision, StowAttempt, next_stow_action
 
-from .band import BAND_FAILED, band_is_held, band_region
-from .engine import (
-    ActionContext,
-    ActivityContext,
-    Chart,
-    Event,
-    Final,
-    Parallel,
-    State,
-    Transition,
-    activity,
-    after,
-    always,
-    on,
-)
+from .engine import ActionContext, ActivityContext, Chart, Event, State, activity, always, on
+from .task_actions import end_fault, end_with, motion_activity, perceive, record_attempt, record_fault
 from .task_base import FATAL, Failure, Step, TaskConfig, TaskData, TaskKind, bounded, describe
-from .task_chart import (
-    build_report,
-    count_empty_wait,
-    end_fault,
-    end_with,
-    motion_activity,
-    record_fault,
-    safe_arm,
-    send_report,
-    starving,
-)
-from .workcell import (
-    ItemArrival,
-    Motion,
-    MotionOutcome,
-    Primitive,
-    StowOption,
-    StowPlan,
-    TaskOutcome,
-    Verification,
-)
+from .task_chart import arm_region, arm_step, attempt_state, await_state, build_chart, decide_state, plan_state
+from .workcell import ItemArrival, Motion, MotionOutcome, Primitive, StowOption, StowPlan, TaskOutcome, Verification
 
 __all__ = ["StowData", "build", "stow_failure"]
 
@@ -66,16 +34,10 @@ class StowData(TaskData):
     bins: dict[str, list[StowOption]] = field(default_factory=dict)  # ranked options per bin, first seen first
     target: tuple[str, int] | None = None  # (bin_id, rank of the option within that bin)
     history: list[StowAttempt] = field(default_factory=list)
-    decision: RetryDecision | None = None
-    tries: int = 0
 
     @property
     def taken(self) -> bool:
         return self.item is not None
-
-    @property
-    def attempts(self) -> int:
-        return self.tries
 
     def subject(self) -> tuple[str, str]:
         return (self.item.item_id if self.item else "", self.target[0] if self.target else "")
@@ -95,9 +57,14 @@ class StowData(TaskData):
                 if primitive is Primitive.SWEEP and motion.force_limit_n is None and option and option.sweep:
                     return motion.model_copy(update={"force_limit_n": option.sweep.force_limit_n})
                 return motion
-        if primitive is Primitive.RETRACT:
-            return self.retract()
-        raise LookupError(f"stow option {self.target} has no {primitive.value} step")
+        return self.unplanned(primitive, f"stow option {self.target}")
+
+    def failure_of(self, step: Step) -> Failure:
+        return stow_failure(step)
+
+    def remember(self, kind: FailureKind) -> None:
+        assert self.target is not None
+        self.history.append(StowAttempt(self.target[0], self.target[1], kind))
 
 
 def stow_failure(step: Step) -> Failure:
@@ -118,21 +85,12 @@ def stow_failure(step: Step) -> Failure:
 # -- activities ----------------------------------------------------------------------------------------------
 
 
-@activity("item.arrived", "item.none")
-async def wait_item(ctx: ActivityContext) -> None:
-    data: StowData = ctx.data
-    timeout = data.config.arrival_timeout_s
-    _, item = await bounded(timeout + data.config.motion_grace_s, lambda: data.workcell.next_item(timeout))
-    ctx.post("item.arrived", item) if item is not None else ctx.post("item.none")
-
-
-@activity("plan.ready", "plan.timeout")
-async def plan_stow(ctx: ActivityContext) -> None:
-    data: StowData = ctx.data
+def _plan_stow(data: StowData) -> Awaitable[StowPlan]:
     assert data.item is not None
-    item, exclude = data.item, tried_bins(data)
-    ok, plan = await bounded(data.config.perception_timeout_s, lambda: data.workcell.plan_stow(item, exclude))
-    ctx.post("plan.ready", plan) if ok else ctx.post("plan.timeout", "plan_stow timed out")
+    return data.workcell.plan_stow(data.item, tried_bins(data))
+
+
+plan_stow = perceive("plan_stow", _plan_stow, "plan.ready", "plan.timeout")
 
 
 @activity("verify.ok", "verify.failed", "verify.timeout")
@@ -184,36 +142,8 @@ def no_plan(ctx: ActionContext, event: Event) -> None:
     ctx.data.reason = f"no placement: {plan.reason or 'no option fits'}"
 
 
-def start_attempt(ctx: ActionContext, event: Event) -> None:
-    ctx.data.tries += 1
-    ctx.data.failure = None
-
-
 def has_sweep(ctx: ActionContext, event: Event) -> bool:
     return ctx.data.option.sweep is not None
-
-
-def record_motion_failure(ctx: ActionContext, event: Event) -> None:
-    ctx.data.failure = stow_failure(event.data)
-
-
-def band_not_held(ctx: ActionContext, event: Event) -> None:
-    ctx.data.failure = Failure(None, "band not held in time")
-
-
-def failed_fatally(ctx: ActionContext, event: Event) -> bool:
-    return ctx.data.failure is not None and ctx.data.failure.fatal
-
-
-def failed(ctx: ActionContext, event: Event) -> bool:
-    return ctx.data.failure is not None
-
-
-def record_attempt(ctx: ActionContext, event: Event) -> None:
-    data: StowData = ctx.data
-    assert data.target is not None and data.failure is not None
-    assert data.failure.kind is not None  # a fatal failure (no kind) ends the task instead: see failed_fatally
-    data.history.append(StowAttempt(data.target[0], data.target[1], data.failure.kind))
 
 
 def record_eject_failed(ctx: ActionContext, event: Event) -> None:
@@ -243,15 +173,6 @@ def retarget(ctx: ActionContext, event: Event) -> None:
     ctx.data.target = (decision.bin_id, decision.placement_index)
 
 
-def handoff_by_policy(ctx: ActionContext, event: Event) -> None:
-    ctx.data.outcome = TaskOutcome.HANDOFF
-    ctx.data.reason = ctx.data.decision.reason
-
-
-def retract_failed(ctx: ActionContext, event: Event) -> None:
-    ctx.data.failure = Failure(None, describe(event.data))  # a fault, whatever failed before it
-
-
 def grasp_failed_fatally(ctx: ActionContext, event: Event) -> bool:
     return event.data.result.outcome in FATAL
 
@@ -263,128 +184,48 @@ def record_grasp(ctx: ActionContext, event: Event) -> None:
 # -- the chart -----------------------------------------------------------------------------------------------
 
 
-def _arm_state(primitive: Primitive, *transitions: Transition) -> State:
-    return State(
-        f"arm_{primitive.value}",
-        activities=motion_activity(primitive),
-        transitions=[*transitions, on("motion.failed", "arm_retract", action=record_motion_failure)],
-    )
-
-
-def arm_region(config: TaskConfig) -> State:
-    return State(
-        "arm",
-        State(
-            "arm_wait_band",
-            transitions=[
-                always("arm_approach", guard=band_is_held),
-                after(config.band_timeout_s, "arm_done", action=band_not_held),
-            ],
-            doc="never approach before the band is held",
-        ),
-        _arm_state(
+def build(config: TaskConfig | None = None) -> Chart:
+    """The chart; `config` gives the timeouts fixed when it is built (`band_timeout_s`)."""
+    arm = arm_region(
+        config or TaskConfig(),
+        arm_step(
             Primitive.APPROACH,
             on("motion.done", "arm_extend_blade", guard=has_sweep),
             on("motion.done", "arm_eject_item"),
         ),
-        _arm_state(Primitive.EXTEND_BLADE, on("motion.done", "arm_sweep")),
-        _arm_state(Primitive.SWEEP, on("motion.done", "arm_eject_item")),
-        _arm_state(Primitive.EJECT_ITEM, on("motion.done", "arm_retract")),
-        State(
-            "arm_retract",
-            activities=motion_activity(Primitive.RETRACT),
-            transitions=[on("motion.done", "arm_done"), on("motion.failed", "arm_done", action=retract_failed)],
-        ),
-        Final("arm_done"),
-        initial="arm_wait_band",
+        arm_step(Primitive.EXTEND_BLADE, on("motion.done", "arm_sweep")),
+        arm_step(Primitive.SWEEP, on("motion.done", "arm_eject_item")),
+        arm_step(Primitive.EJECT_ITEM, on("motion.done", "arm_retract")),
     )
-
-
-def build(config: TaskConfig | None = None) -> Chart:
-    """The chart; `config` gives the timeouts fixed when it is built (`band_timeout_s`)."""
-    config = config or TaskConfig()
-    return Chart(
+    return build_chart(
         "stow",
+        await_state("item", lambda workcell, timeout: workcell.next_item(timeout), "grasp", take_item),
         State(
-            "stow",
-            State(
-                "work",
-                State(
-                    "await_item",
-                    activities=wait_item,
-                    transitions=[
-                        on("item.arrived", "grasp", action=take_item),
-                        on("item.none", "starved", guard=starving, action=count_empty_wait),
-                        on("item.none", "await_item", action=count_empty_wait),
-                    ],
-                ),
-                State(
-                    "grasp",
-                    activities=motion_activity(Primitive.GRASP),
-                    transitions=[
-                        on("motion.done", "plan"),
-                        on("motion.failed", "recover", guard=grasp_failed_fatally, action=record_grasp),
-                        on("motion.failed", "report", action=[record_grasp, end_with(TaskOutcome.HANDOFF)]),
-                    ],
-                ),
-                State(
-                    "plan",
-                    activities=plan_stow,
-                    transitions=[
-                        on("plan.ready", "insert", guard=plan_has_option, action=take_plan),
-                        on("plan.ready", "report", action=no_plan),
-                        on("plan.timeout", "recover", action=record_fault),
-                    ],
-                ),
-                Parallel(
-                    "insert",
-                    arm_region(config),
-                    band_region("arm_done"),
-                    on_entry=start_attempt,
-                    transitions=[
-                        on(BAND_FAILED, "recover", action=record_fault),
-                        on("done.state.insert", "report", guard=failed_fatally, action=end_fault),
-                        on("done.state.insert", "decide", guard=failed, action=record_attempt),
-                        on("done.state.insert", "verify"),
-                    ],
-                ),
-                State(
-                    "verify",
-                    activities=verify_stow,
-                    transitions=[
-                        on("verify.ok", "report", action=end_with(TaskOutcome.DONE, "")),
-                        on("verify.failed", "decide", action=record_eject_failed),
-                        on("verify.timeout", "report", action=[record_fault, end_fault]),
-                    ],
-                ),
-                State(
-                    "decide",
-                    on_entry=decide,
-                    transitions=[
-                        always("report", guard=_decided(Action.HANDOFF), action=handoff_by_policy),
-                        always("plan", guard=_decided(Action.NEXT_BIN)),
-                        always("insert", guard=_decided(Action.RETRY_SAME, Action.NEXT_PLACEMENT), action=retarget),
-                    ],
-                    doc="planning.retry picks the next attempt",
-                ),
-                initial="await_item",
-                transitions=[on("error", "recover", action=record_fault)],
-            ),
-            State(
-                "recover",
-                activities=safe_arm,
-                transitions=[on("safe", "report", action=end_fault), on("error", "report", action=end_fault)],
-                doc="retract, hook up, then report the fault",
-            ),
-            State(
-                "report",
-                on_entry=build_report,
-                activities=send_report,
-                transitions=[on("report.sent", "reported"), on("report.timeout", "reported"), on("error", "reported")],
-            ),
-            Final("reported"),
-            Final("starved"),
-            initial="work",
+            "grasp",
+            activities=motion_activity(Primitive.GRASP),
+            transitions=[
+                on("motion.done", "plan"),
+                on("motion.failed", "recover", guard=grasp_failed_fatally, action=record_grasp),
+                on("motion.failed", "report", action=[record_grasp, end_with(TaskOutcome.HANDOFF)]),
+            ],
+        ),
+        plan_state(plan_stow, "insert", plan_has_option, take_plan, no_plan, timeout="recover"),
+        attempt_state("insert", arm, then="verify"),
+        State(
+            "verify",
+            activities=verify_stow,
+            transitions=[
+                on("verify.ok", "report", action=end_with(TaskOutcome.DONE, "")),
+                on("verify.failed", "decide", action=record_eject_failed),
+                on("verify.timeout", "report", action=[record_fault, end_fault]),
+            ],
+        ),
+        decide_state(
+            decide,
+            _decided(Action.HANDOFF),
+            always("plan", guard=_decided(Action.NEXT_BIN)),
+            always("insert", guard=_decided(Action.RETRY_SAME, Action.NEXT_PLACEMENT), action=retarget),
+            doc="planning.retry picks the next attempt",
         ),
         description="stow one item: grasp, plan, insert with the band held, verify, retry by policy, report",
     )

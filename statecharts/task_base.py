@@ -13,7 +13,7 @@ from typing import Literal, NamedTuple, TypeVar
 
 import anyio
 
-from planning.retry import FailureKind, RetryBudget
+from planning.retry import FailureKind, RetryBudget, RetryDecision
 
 from .workcell import Motion, MotionOutcome, MotionResult, Primitive, TaskOutcome, TaskReport, Workcell
 
@@ -102,7 +102,9 @@ class TaskData(ABC):
     config: TaskConfig = field(default_factory=TaskConfig)
     empty_waits: int = 0
     started_s: float = 0.0
+    tries: int = 0  # attempts started (`task_actions.start_attempt`)
     failure: Failure | None = None
+    decision: RetryDecision | None = None  # the retry policy's last word
     outcome: TaskOutcome | None = None
     reason: str = ""
     report: TaskReport | None = None
@@ -116,10 +118,6 @@ class TaskData(ABC):
         """An item / order was taken: from now on a report is owed."""
         return False
 
-    @property
-    def attempts(self) -> int:
-        return 0
-
     def subject(self) -> tuple[str, str]:
         """(item_id, bin_id) for the report."""
         return "", ""
@@ -128,9 +126,27 @@ class TaskData(ABC):
     def step(self, primitive: Primitive) -> Motion:
         """The planned motion for ``primitive`` in the current attempt (each task chart says how)."""
 
+    @abstractmethod
+    def failure_of(self, step: Step) -> Failure:
+        """A failed motion of the current attempt, mapped onto the retry policy's failure kinds."""
+
+    @abstractmethod
+    def remember(self, kind: FailureKind) -> None:
+        """Add the current attempt, failed with `kind`, to the history the retry policy reads."""
+
     # -- shared ----------------------------------------------------------------------------------------------
+    @property
+    def attempts(self) -> int:
+        return self.tries
+
     def retract(self) -> Motion:
         return retract_motion(self.config)
+
+    def unplanned(self, primitive: Primitive, plan: str) -> Motion:
+        """A step `plan` has no motion for: the default retract, else LookupError."""
+        if primitive is Primitive.RETRACT:
+            return self.retract()
+        raise LookupError(f"{plan} has no {primitive.value} step")
 
     def build_report(self, now: float, outcome: TaskOutcome, reason: str) -> TaskReport:
         item_id, bin_id = self.subject()

@@ -1,104 +1,188 @@
-"""The pieces every task chart (stow, pick) is built from: shared activities, actions and guards.
+"""The builders of what every task chart (stow, pick) has in common; each chart passes only what differs.
 
-Each takes its data from ``ctx.data``, a `TaskData`.
+    build_chart(name, *work): root(work(<work states>) -> recover -> report -> reported | starved)
+    await_state(noun, ...):   await_<noun> (wait_<noun>; <noun>.arrived -> next, <noun>.none -> again | starved)
+    plan_state(ask, then, ..): plan (ask the planner; a plan -> then, none -> report, no answer -> a fault)
+    attempt_state(id, arm):   Parallel(arm || band_region), one attempt: -> report (fault) | decide | next
+    arm_region(config, ...):  arm_wait_band (band_timeout_s) -> arm_<steps> ... -> arm_retract -> arm_done
+    decide_state(decide, ..): decide (the retry policy: handoff -> report, else the next attempt)
+
+A chart passes what is its own (its states between, such as stow's grasp and verify, the arm's steps, its guards
+and actions); the builders fix the state ids the scaffolding shares (`recover`, `report`, `plan`, `decide`,
+`arm_retract`, `arm_done`, `starved`), so a chart built with them has the structure it had when each chart
+spelt it out. The actions they use are in `task_actions`. Delays are part of a chart (an `after` transition),
+so ``band_timeout_s`` is fixed when the chart is built: `tasks.run_task` builds it with the task's config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Literal
 
-from .engine import ActionContext, Activity, ActivityContext, Event
-from .task_base import Failure, Step, TaskData, bounded, guarded, make_arm_safe, run_motion
-from .workcell import Primitive, TaskOutcome
+from .band import BAND_FAILED, band_is_held, band_region
+from .engine import Activity, ActivityContext, Chart, Final, Parallel, State, Transition, after, always, on
+from .engine.model import Action, Guard
+from .task_actions import (
+    band_not_held,
+    build_report,
+    count_empty_wait,
+    end_fault,
+    failed,
+    failed_fatally,
+    handoff_by_policy,
+    motion_activity,
+    record_attempt,
+    record_fault,
+    record_motion_failure,
+    retract_failed,
+    safe_arm,
+    send_report,
+    start_attempt,
+    starving,
+)
+from .task_base import TaskConfig, TaskData, TaskKind, bounded
+from .workcell import Primitive, Workcell
 
 __all__ = [
-    "build_report",
-    "count_empty_wait",
-    "end_fault",
-    "end_with",
-    "motion_activity",
-    "record_fault",
-    "safe_arm",
-    "send_report",
-    "starving",
+    "arm_region",
+    "arm_step",
+    "attempt_state",
+    "await_state",
+    "build_chart",
+    "decide_state",
+    "plan_state",
 ]
 
 
-def motion_activity(primitive: Primitive) -> Activity:
-    """An activity moving the arm by the current option's / candidate's step for `primitive`."""
+def build_chart(name: TaskKind, *work: State, description: str) -> Chart:
+    """The task chart `name`: `work` (it starts in the first; an ``error`` in any of them recovers), then the
+    fault path `recover` (arm safe), `report` (build, send, bounded) and the finals `reported`, `starved`."""
+    return Chart(
+        name,
+        State(
+            name,
+            State("work", *work, initial=work[0].id, transitions=[on("error", "recover", action=record_fault)]),
+            State(
+                "recover",
+                activities=safe_arm,
+                transitions=[on("safe", "report", action=end_fault), on("error", "report", action=end_fault)],
+                doc="retract, hook up, then report the fault",
+            ),
+            State(
+                "report",
+                on_entry=build_report,
+                activities=send_report,
+                transitions=[on("report.sent", "reported"), on("report.timeout", "reported"), on("error", "reported")],
+            ),
+            Final("reported"),
+            Final("starved"),
+            initial="work",
+        ),
+        description=description,
+    )
 
-    async def move(ctx: ActivityContext) -> None:
+
+Fetch = Callable[[Workcell, float], Awaitable[object | None]]
+
+
+def await_state(noun: str, fetch: Fetch, then: str, take: Action) -> State:
+    """`await_<noun>`: `fetch` (the workcell's wait, given arrival_timeout_s) until one comes (`take` it, go
+    to `then`); an empty wait waits again, and the last of ``starve_limit`` in a row ends the task `starved`."""
+    state_id, arrived, none = f"await_{noun}", f"{noun}.arrived", f"{noun}.none"
+
+    async def wait(ctx: ActivityContext) -> None:
         data: TaskData = ctx.data
-        motion = guarded(data.step(primitive), data.config)
-        result = await run_motion(data.workcell, data.config, motion)
-        ctx.post("motion.done" if result.ok else "motion.failed", Step(motion, result))
+        timeout = data.config.arrival_timeout_s
+        _, got = await bounded(timeout + data.config.motion_grace_s, lambda: fetch(data.workcell, timeout))
+        ctx.post(arrived, got) if got is not None else ctx.post(none)
 
-    return Activity(move, ("motion.done", "motion.failed"), f"move_{primitive.value}")
-
-
-def count_empty_wait(ctx: ActionContext, event: Event) -> None:
-    ctx.data.empty_waits += 1
-
-
-def starving(ctx: ActionContext, event: Event) -> bool:
-    return ctx.data.empty_waits + 1 >= ctx.data.config.starve_limit
-
-
-def record_fault(ctx: ActionContext, event: Event) -> None:
-    """A fault from an `error.*` event (an activity or action raised) or from a band / perception failure."""
-    data = event.data
-    reason = getattr(data, "error", None) or data
-    ctx.data.failure = Failure(None, f"{event.name}: {reason}")
+    return State(
+        state_id,
+        activities=Activity(wait, (arrived, none), f"wait_{noun}"),
+        transitions=[
+            on(arrived, then, action=take),
+            on(none, "starved", guard=starving, action=count_empty_wait),
+            on(none, state_id, action=count_empty_wait),
+        ],
+    )
 
 
-def end_with(outcome: TaskOutcome, reason: str | None = None) -> Callable[[ActionContext, Event], None]:
-    """An action setting the task's outcome (reason: given, else the event's payload, else the failure)."""
-
-    def action(ctx: ActionContext, event: Event) -> None:
-        ctx.data.outcome = outcome
-        if reason is not None:
-            ctx.data.reason = reason
-        elif isinstance(event.data, str) and event.data:
-            ctx.data.reason = event.data
-        elif ctx.data.failure is not None:
-            ctx.data.reason = ctx.data.failure.reason
-        else:
-            ctx.data.reason = outcome.value
-
-    action.__name__ = f"end_{outcome.value}"
-    return action
-
-
-def end_fault(ctx: ActionContext, event: Event) -> None:
-    ctx.data.outcome = TaskOutcome.FAULT
-    ctx.data.reason = ctx.data.failure.reason if ctx.data.failure else "fault"
+def plan_state(
+    ask: Activity, then: str, has_plan: Guard, take: Action, no_plan: Action, *, timeout: Literal["recover", "report"]
+) -> State:
+    """`plan`: `ask` the planner; a plan with something to try (`has_plan`) is taken (`take`) into the attempt
+    `then`, one without ends the task (`no_plan`: a handoff). A planner that did not answer is a fault, reported
+    through `recover` (the arm made safe first) or straight from `report`, as `timeout` says."""
+    fault = record_fault if timeout == "recover" else [record_fault, end_fault]
+    return State(
+        "plan",
+        activities=ask,
+        transitions=[
+            on("plan.ready", then, guard=has_plan, action=take),
+            on("plan.ready", "report", action=no_plan),
+            on("plan.timeout", timeout, action=fault),
+        ],
+    )
 
 
-def build_report(ctx: ActionContext, event: Event) -> None:
-    outcome = ctx.data.outcome or TaskOutcome.FAULT
-    reason = ctx.data.reason or ("" if outcome is TaskOutcome.DONE else outcome.value)
-    ctx.data.report = ctx.data.build_report(ctx.now(), outcome, reason)
+def decide_state(decide: Action, handoff: Guard, *retries: Transition, doc: str) -> State:
+    """`decide`: on entry the retry policy decides (`decide`, into ``data.decision``); when it says `handoff`
+    the task ends with the policy's reason, else one of the eventless `retries` leads to the next attempt."""
+    return State(
+        "decide",
+        on_entry=decide,
+        transitions=[always("report", guard=handoff, action=handoff_by_policy), *retries],
+        doc=doc,
+    )
 
 
-async def _send_report(ctx: ActivityContext) -> None:
-    data: TaskData = ctx.data
-    report = data.report
-    assert report is not None
-    ok, _ = await bounded(data.config.report_timeout_s, lambda: data.workcell.report(report))
-    data.delivered = ok
-    ctx.post("report.sent" if ok else "report.timeout")
+def attempt_state(state_id: str, arm: State, then: str, action: Action | None = None) -> Parallel:
+    """One attempt: the main `arm` region beside the band region. A band failure recovers; when both regions
+    are done, a fatal failure reports the fault, another is recorded for `decide`, and success goes to `then`."""
+    done = f"done.state.{state_id}"
+    return Parallel(
+        state_id,
+        arm,
+        band_region("arm_done"),
+        on_entry=start_attempt,
+        transitions=[
+            on(BAND_FAILED, "recover", action=record_fault),
+            on(done, "report", guard=failed_fatally, action=end_fault),
+            on(done, "decide", guard=failed, action=record_attempt),
+            on(done, then, action=action),
+        ],
+    )
 
 
-send_report = Activity(_send_report, ("report.sent", "report.timeout"), "send_report")
+def arm_step(primitive: Primitive, *transitions: Transition) -> State:
+    """`arm_<primitive>`: the move, then `transitions` (on ``motion.done``); a failed move retracts."""
+    return State(
+        f"arm_{primitive.value}",
+        activities=motion_activity(primitive),
+        transitions=[*transitions, on("motion.failed", "arm_retract", action=record_motion_failure)],
+    )
 
 
-async def _safe_arm(ctx: ActivityContext) -> None:
-    """Fault path: retract (attempt), then let the band close; a failure here becomes the reason if none was."""
-    data: TaskData = ctx.data
-    problem = await make_arm_safe(data.workcell, data.config)
-    if data.failure is None and problem is not None:
-        data.failure = Failure(None, problem)
-    ctx.post("safe")
-
-
-safe_arm = Activity(_safe_arm, ("safe",), "safe_arm")
+def arm_region(config: TaskConfig, *steps: State, retract_doc: str = "") -> State:
+    """The main arm in an attempt: wait for the band (at most ``band_timeout_s``, fixed when built), the `steps`
+    (the first is `arm_approach`), `arm_retract` (after a failure, or as a step) and the final `arm_done`."""
+    return State(
+        "arm",
+        State(
+            "arm_wait_band",
+            transitions=[
+                always("arm_approach", guard=band_is_held),
+                after(config.band_timeout_s, "arm_done", action=band_not_held),
+            ],
+            doc="never approach before the band is held",
+        ),
+        *steps,
+        State(
+            "arm_retract",
+            activities=motion_activity(Primitive.RETRACT),
+            transitions=[on("motion.done", "arm_done"), on("motion.failed", "arm_done", action=retract_failed)],
+            doc=retract_doc,
+        ),
+        Final("arm_done"),
+        initial="arm_wait_band",
+    )

@@ -3,8 +3,9 @@
 No report is ever lost: when the task is cancelled (hold, stop, abort) after it took an item or an order, the
 report it had built (or an ``interrupted`` fault report) is still sent, shielded and bounded.
 
-The charts import what they share from `task_base` and `task_chart`, never this module, so it imports them at
-the top; the names the cell and its callers use from here (`TaskConfig`, `bounded`, ...) are re-exported.
+The charts import what they share from `task_base`, `task_actions` and `task_chart`, never this module, so it
+imports them at the top; the names the cell and its callers use from here (`TaskConfig`, `bounded`, ...) are
+re-exported.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import anyio
 
 from . import pick, stow
 from .engine import ChartRunner, TraceHook
+from .task_actions import motion_activity
 from .task_base import FATAL, GUARDED, Failure, Step, TaskConfig, TaskData, TaskKind, bounded, guarded, make_arm_safe
-from .task_chart import motion_activity
 from .workcell import TaskOutcome, TaskReport, Workcell
 
 __all__ = [
