@@ -48,7 +48,7 @@ def test_chart_check_ok_and_findings(monkeypatch) -> None:
     assert result.exit_code == 0 and "stow_demo: ok" in result.output
 
     from statecharts import catalog
-    from tests.statecharts.test_check_export import flawed_chart
+    from tests.statecharts.engine.test_check import flawed_chart
 
     monkeypatch.setitem(catalog.CHARTS, "flawed", catalog.Entry(flawed_chart))
     result = runner.invoke(app, ["chart", "check", "flawed"])

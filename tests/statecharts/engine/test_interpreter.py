@@ -1,12 +1,23 @@
-"""SCXML semantics of the interpreter, driven synchronously."""
+"""`interpreter`: the semantics (SCXML 3.13 and Appendix D) on a `FakeHost`."""
 
 from __future__ import annotations
 
 import pytest
 
-from statecharts.engine import ActionContext, Chart, Event, Final, History, Parallel, State, always, on
+from statecharts.engine import (
+    ActionContext,
+    Chart,
+    Event,
+    Final,
+    History,
+    LivelockError,
+    Parallel,
+    State,
+    always,
+    on,
+)
 
-from .helpers import entries_exits, interpreter, log_to
+from ..helpers import entries_exits, interpreter, log_to
 
 
 def arm_band_chart(log: list[str] | None = None) -> Chart:
@@ -304,56 +315,6 @@ def test_top_level_final_stops_the_chart_and_exits_everything() -> None:
     interp.process(Event("anything"))  # ignored once stopped
 
 
-def test_shallow_history_restores_last_child() -> None:
-    chart = Chart(
-        "history",
-        State(
-            "root",
-            State(
-                "work",
-                History("h"),
-                State("w1", transitions=[on("next", "w2")]),
-                State("w2", State("deep1", transitions=[on("deeper", "deep2")]), State("deep2"), initial="deep1",
-                      transitions=[on("next", "w3")]),
-                State("w3"),
-                initial="w1",
-                transitions=[on("pause", "paused")],
-            ),
-            State("paused", transitions=[on("resume", "h"), on("restart", "work")]),
-            initial="work",
-        ),
-    )
-    interp, _, _ = interpreter(chart)
-    interp.process(Event("pause"))
-    interp.process(Event("resume"))
-    assert interp.is_active("w1")  # last child was the initial one
-    interp.process(Event("next"))
-    interp.process(Event("deeper"))
-    interp.process(Event("pause"))
-    interp.process(Event("resume"))
-    # Shallow: w2 is restored, but its own default child, not deep2.
-    assert interp.configuration == {"root", "work", "w2", "deep1"}
-    interp.process(Event("pause"))
-    interp.process(Event("restart"))
-    assert interp.is_active("w1")
-
-
-def test_history_default_used_before_first_visit() -> None:
-    log: list[str] = []
-    chart = Chart(
-        "hdefault",
-        State(
-            "root",
-            State("off", transitions=[on("on", "h")]),
-            State("work", History("h", "w2", action=log_to(log, "default")), State("w1"), State("w2"), initial="w1"),
-            initial="off",
-        ),
-    )
-    interp, _, _ = interpreter(chart)
-    interp.process(Event("on"))
-    assert interp.is_active("w2") and log == ["default"]
-
-
 def test_failing_guard_and_action_raise_error_execution_and_chart_goes_on() -> None:
     def boom(ctx: ActionContext, event: Event) -> None:
         raise RuntimeError("actuator table missing")
@@ -396,3 +357,39 @@ def test_host_is_told_which_states_remain_active_after_macrostep() -> None:
     # "a" was entered and left within the first macrostep: its work never starts.
     assert host.started == ["root", "b"]
     assert host.stopped == ["a"]
+
+
+def test_transition_inside_a_parallel_root_keeps_every_region_active() -> None:
+    chart = Chart(
+        "proot",
+        Parallel(
+            "root",
+            State("r1", State("a1", transitions=[on("x", "b2")]), initial="a1"),
+            State("r2", State("b1"), State("b2"), initial="b1"),
+        ),
+    )
+    interp, _, _ = interpreter(chart)
+    interp.process(Event("x"))
+    assert chart.configuration_problems(interp.configuration) == []
+    assert interp.configuration == {"root", "r1", "a1", "r2", "b2"}
+
+
+def test_eventless_transition_whose_guard_raises_does_not_livelock() -> None:
+    def broken(ctx: ActionContext, event: Event) -> bool:
+        raise ValueError("no reading")
+
+    chart = Chart("g", State("root", State("a", transitions=[always("b", guard=broken)]), State("b"), initial="a"))
+    interp, rec, _ = interpreter(chart)
+    assert interp.configuration == {"root", "a"}
+    assert len(rec.of_kind("error")) == 1  # reported once per macrostep
+
+
+def test_eventless_cycle_raises_livelock_error() -> None:
+    chart = Chart(
+        "cycle",
+        State("root", State("idle", transitions=[on("go", "a")]), State("a", transitions=[always("b")]),
+              State("b", transitions=[always("a")]), initial="idle"),
+    )
+    interp, _, _ = interpreter(chart)
+    with pytest.raises(LivelockError, match="no stable configuration"):
+        interp.process(Event("go"))

@@ -1,4 +1,4 @@
-"""Property: any event sequence keeps the configuration legal; history restores."""
+"""`runtime`, property: any event sequence keeps the configuration legal; history restores."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from statecharts.engine import Chart, ChartRunner, History, Parallel, State, VirtualClock, after, on
 
 EVENTS = ["power", "suspend", "resume", "touch", "lift", "go", "open", "close", "reset_arm", "vac", "blade", "tick"]
+
+
 # Suspend/resume and arm moves repeated so that history round trips are common.
 WEIGHTED = [*EVENTS, "suspend", "resume", "resume", "touch", "lift"]
 
@@ -58,6 +60,8 @@ def chart() -> Chart:
 
 
 CHART = chart()
+
+
 ARM_CHILDREN = ("a1", "a2", "a3")
 
 

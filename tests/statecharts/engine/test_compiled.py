@@ -1,4 +1,4 @@
-"""Building a chart validates it; each bad definition raises its named error."""
+"""`compiled`: `Chart(name, root)` validates a definition (each error names its state) and compiles it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from statecharts.engine import (
     FinalStateTransitionError,
     History,
     HistoryStateError,
+    InitialConflictError,
+    InitialHistoryError,
+    InitialNotDescendantError,
+    InvalidDoneDataError,
     InvalidInitialError,
     InvalidStateIdError,
     InvalidTransitionError,
@@ -132,3 +136,67 @@ def test_valid_chart_compiles_in_document_order() -> None:
         "compound 'a' has 0 active children []",
         "compound 'root' has 2 active children ['a', 'b']",
     ]
+
+
+def _nest(initial: object, extra: tuple[State | History, ...] = ()) -> State:
+    return State(
+        "root",
+        State(
+            "cell",
+            *extra,
+            Parallel(
+                "p",
+                State("r1", State("x1"), State("x2"), initial="x1"),
+                State("r2", State("y1"), initial="y1"),
+            ),
+            initial=initial,  # type: ignore[arg-type]
+        ),
+        State("elsewhere"),
+        initial="cell",
+    )
+
+
+BAD_INITIALS = [
+    ("not a descendant", lambda: _nest("elsewhere"), InitialNotDescendantError, "cell", "not a child"),
+    ("itself", lambda: _nest("cell"), InitialNotDescendantError, "cell", "descendant"),
+    ("same region", lambda: _nest(("x1", "x2")), InitialConflictError, "cell", "one region"),
+    ("one contains the other", lambda: _nest(("r1", "x2")), InitialConflictError, "cell", "contains"),
+    ("named twice", lambda: _nest(("x1", "x1")), InitialConflictError, "cell", "twice"),
+    ("a history", lambda: _nest("h", (History("h"),)), InitialHistoryError, "cell", "history"),
+    ("not ids", lambda: _nest(3), InvalidInitialError, "cell", "state id"),
+    ("empty tuple", lambda: _nest(()), MissingInitialError, "cell", "needs an initial"),
+]
+
+
+@pytest.mark.parametrize(("label", "build", "error", "state", "words"), BAD_INITIALS, ids=[c[0] for c in BAD_INITIALS])
+def test_bad_initial_targets_raise_named_errors(label, build, error, state, words) -> None:
+    """SCXML 3.3: `initial` MUST name descendants of the state forming a legal state
+    specification (3.11: at most one active child per compound state); a history is no state."""
+    with pytest.raises(error) as info:
+        Chart("bad", build())
+    assert isinstance(info.value, ChartDefinitionError)
+    assert info.value.state == state and repr(state) in str(info.value)
+    assert words in str(info.value)
+
+
+def test_transition_targets_that_cannot_be_active_together_are_rejected() -> None:
+    """SCXML 3.5/3.11: a transition's `target` MUST be a legal state specification."""
+    with pytest.raises(InvalidTransitionError, match="one region") as info:
+        Chart("bad", State("root", State("a", transitions=[on("go", ("b", "c"))]), State("b"), State("c"),
+                           initial="a"))
+    assert info.value.state == "a"
+
+
+def test_deep_history_default_must_lie_inside_its_parent() -> None:
+    """SCXML 3.10.2: the default transition's targets are descendants of the history's parent."""
+    bad = State("root", State("a", History("h", "b", deep=True), State("a1"), initial="a1"), State("b"), initial="a")
+    with pytest.raises(HistoryStateError, match="not inside") as info:
+        Chart("bad", bad)
+    assert info.value.state == "h"
+
+
+def test_donedata_must_be_callable() -> None:
+    """SCXML 5.5: donedata is an expression of the data model; ours a function of the context."""
+    with pytest.raises(InvalidDoneDataError, match="not callable") as info:
+        Chart("bad", State("root", State("a"), Final("end", donedata=42), initial="a"))  # type: ignore[arg-type]
+    assert info.value.state == "end"

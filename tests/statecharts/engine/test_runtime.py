@@ -1,4 +1,4 @@
-"""The async runtime: activities, timers, virtual time, determinism, trace."""
+"""`runtime`: `ChartRunner` runs a chart as an anyio task, with activities, timers and a trace."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from statecharts.engine import (
     ActivityContext,
     ActivityFailure,
     Chart,
+    ChartFinishedError,
     ChartRunner,
     Final,
     Parallel,
@@ -335,3 +336,74 @@ def test_wait_for_unknown_state_is_an_error() -> None:
                 await runner.wait_for("zz")
 
     VirtualClock().run(main)
+
+
+def test_timer_of_a_state_left_for_good_never_fires_even_into_a_wildcard() -> None:
+    rec = TraceRecorder()
+    chart = Chart(
+        "stale",
+        State(
+            "root",
+            State("p", State("a", transitions=[after(1, "x"), on("go", "b")]), State("b"), initial="a",
+                  transitions=[on("*", "other")]),
+            State("x"),
+            State("other"),
+            initial="p",
+        ),
+    )
+
+    async def main() -> None:
+        async with running(chart, trace=rec) as runner:
+            runner.post("go")
+            await anyio.sleep(5)
+            assert runner.configuration == {"root", "p", "b"}
+
+    VirtualClock().run(main)
+    assert [r.event for r in rec.of_kind("event")] == ["go"]
+
+
+def test_wait_for_fails_instead_of_hanging_when_the_chart_ends() -> None:
+    chart = Chart("w", State("root", State("a", transitions=[on("quit", "end")]), State("b"), Final("end"),
+                             initial="a", transitions=[on("never", "b")]))
+
+    async def main() -> None:
+        runner = ChartRunner(chart)
+        async with anyio.create_task_group() as tg:
+            await tg.start(runner.run)
+
+            async def quit_soon() -> None:
+                await anyio.sleep(1)
+                runner.post("quit")
+
+            tg.start_soon(quit_soon)
+            with pytest.raises(ChartFinishedError, match="ended in 'end' before 'b'"):
+                await runner.wait_for("b")
+            with pytest.raises(ChartFinishedError):  # and at once when already ended
+                await runner.wait_for("b")
+
+    VirtualClock().run(main)
+
+
+def test_activity_of_a_state_left_before_the_activity_ran_never_starts() -> None:
+    ran: list[str] = []
+
+    @activity("done")
+    async def work(ctx: ActivityContext) -> None:
+        ran.append(ctx.state)
+        ctx.post("done")
+
+    chart = Chart(
+        "burst",
+        State("root", State("idle", transitions=[on("go", "s")]),
+              State("s", activities=work, transitions=[on("stop", "idle"), on("done", "idle")]), initial="idle"),
+    )
+
+    async def main() -> None:
+        async with running(chart) as runner:
+            runner.post("go")
+            runner.post("stop")  # same burst: "s" is entered and left before `work` is scheduled
+            await runner.wait_idle()
+            await anyio.sleep(1)
+
+    VirtualClock().run(main)
+    assert ran == []

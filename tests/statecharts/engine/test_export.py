@@ -1,4 +1,4 @@
-"""Static check findings and the Mermaid / SCXML exports."""
+"""`export`: the Mermaid and SCXML exports (what other tools make of them: tests/interop/test_exports.py)."""
 
 from __future__ import annotations
 
@@ -6,75 +6,17 @@ import xml.etree.ElementTree as ET
 
 from statecharts import catalog
 from statecharts.engine import (
-    ActivityContext,
     Chart,
     Final,
     History,
     Parallel,
     State,
-    activity,
     after,
     cancel,
     on,
     send,
 )
-from statecharts.engine.check import check
 from statecharts.engine.export import CELLCTL_NS, SCXML_NS, seconds, to_mermaid, to_scxml
-
-
-@activity("arrived", "slipped")
-async def move(ctx: ActivityContext) -> None:
-    ctx.post("arrived")
-
-
-def flawed_chart() -> Chart:
-    return Chart(
-        "flawed",
-        State(
-            "root",
-            State("idle", transitions=[on("go", "moving")]),
-            State("moving", activities=move, transitions=[on("arrived", "stuck")]),
-            State("stuck"),
-            State("orphan", transitions=[on("x", "idle")]),
-            State("waiter", transitions=[on("done.state.idle", "idle")]),
-            initial="idle",
-        ),
-    )
-
-
-def test_check_finds_unreachable_dead_end_and_unhandled_activity_events() -> None:
-    found = {(f.kind, f.state, f.message.split(",")[0]) for f in check(flawed_chart())}
-    assert ("unreachable", "orphan", "no transition or default entry leads here") in found
-    assert ("unreachable", "waiter", "no transition or default entry leads here") in found
-    assert ("dead-end", "stuck", "a non-final state with no transition out of it or its ancestors") in found
-    assert ("unhandled-event", "moving", "activity move may post 'slipped'") in found
-    assert ("unhandled-event", "moving", "activity move may post 'error.activity'") in found
-    assert ("never-raised", "waiter", "'done.state.idle': 'idle' has no final state to complete") in found
-    assert len(found) == 6
-
-
-def test_check_accepts_ancestor_handlers_and_parallel_siblings() -> None:
-    chart = Chart(
-        "fine",
-        State(
-            "root",
-            Parallel(
-                "p",
-                State("r1", State("a", activities=move, transitions=[on("arrived", "a_end")]), Final("a_end"),
-                      initial="a"),
-                State("r2", State("b", transitions=[after(1, "b_end")]), Final("b_end"), initial="b"),
-                transitions=[on("slipped", "fault"), on("error", "fault"), on("done.state.p", "fault")],
-            ),
-            State("fault", transitions=[on("reset", "p")]),
-            initial="p",
-        ),
-    )
-    assert check(chart) == []
-
-
-def test_shipped_charts_pass_the_check() -> None:
-    for name in catalog.names():
-        assert check(catalog.load(name)) == [], name
 
 
 def test_mermaid_export_has_regions_history_timers_and_finals() -> None:
@@ -152,6 +94,8 @@ def _scxml(chart: Chart) -> ET.Element:
 
 
 NS = {"s": SCXML_NS, "c": CELLCTL_NS}
+
+
 ACTION = f"{{{CELLCTL_NS}}}action"
 
 

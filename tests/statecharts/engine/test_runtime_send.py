@@ -1,22 +1,19 @@
-"""Delayed and cancellable events from actions: `ctx.send(..., delay=, id=)`, `ctx.cancel(id)`."""
+"""`runtime`, delayed and cancellable events from actions (SCXML 6.2, 6.3): `ctx.send(..., delay=,
+id=)`, `ctx.cancel(id)` and `send(...)`/`cancel(...)` on the runner's clock."""
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import anyio
-import pytest
 
 from statecharts.engine import (
     ActionContext,
     Chart,
     ChartRunner,
     Event,
-    ExecutionError,
     Final,
-    InvalidSendError,
     State,
     TraceRecorder,
     VirtualClock,
@@ -26,8 +23,6 @@ from statecharts.engine import (
     running,
     send,
 )
-
-from .helpers import interpreter
 
 
 def events_at(rec: TraceRecorder) -> list[tuple[str, float]]:
@@ -243,62 +238,6 @@ def test_delays_run_on_virtual_time_and_repeat_exactly() -> None:
     assert [e for e, _ in events_at(first)][:3] == ["go", "tick", "tock"]
 
 
-@pytest.mark.parametrize("delay", [-1.0, math.nan, math.inf, "5s"])
-def test_invalid_delay_is_an_action_error_and_nothing_is_sent(delay: Any) -> None:
-    """SCXML 6.2: if the delay cannot be interpreted as a time interval the processor raises
-    error.execution (and the message is not sent); the error names the call."""
-
-    def bad(ctx: ActionContext, event: Event) -> None:
-        ctx.send("x", delay=delay)
-
-    chart = Chart(
-        "bad",
-        State("root", State("s", transitions=[on("go", action=bad), on("error.execution", "failed")]),
-              State("failed"), initial="s"),
-    )
-    interp, rec, host = interpreter(chart)
-    interp.process(Event("go"))
-    assert interp.is_active("failed")
-    assert host.scheduled == [] and host.external == []
-    error = rec.of_kind("error")[0]
-    assert "InvalidSendError" in error.detail and "delay" in error.detail
-
-
-def test_send_and_cancel_reach_the_host() -> None:
-    """SCXML 6.2/6.3: the interpreter hands a delayed send (with its delay and id) and a cancel
-    to its host, which owns time; an immediate send stays a plain post."""
-
-    def act(ctx: ActionContext, event: Event) -> None:
-        ctx.send("now", 1)
-        ctx.send("later", 2, delay=1.5, id="l")
-        ctx.cancel("l")
-
-    chart = Chart("host", State("root", State("s", transitions=[on("go", action=act)]), initial="s"))
-    interp, _, host = interpreter(chart)
-    interp.process(Event("go"))
-    assert host.external == [Event("now", 1)]
-    assert host.scheduled == [(Event("later", 2), 1.5, "l")]
-    assert host.cancelled == ["l"]
-
-
-def test_bad_send_id_is_an_invalid_send_error() -> None:
-    """SCXML 6.2 `id` and 6.3 `sendid` are ids (strings)."""
-    seen: list[ExecutionError] = []
-
-    def bad(ctx: ActionContext, event: Event) -> None:
-        ctx.send("x", delay=1.0, id=7)  # type: ignore[arg-type]
-
-    chart = Chart(
-        "badid",
-        State("root", State("s", transitions=[on("go", action=bad),
-                                              on("error.execution", action=lambda c, e: seen.append(e.data))]),
-              initial="s"),
-    )
-    interp, _, host = interpreter(chart)
-    interp.process(Event("go"))
-    assert host.scheduled == [] and isinstance(seen[0].error, InvalidSendError)
-
-
 def test_declarative_send_and_cancel_actions_behave_as_the_context_calls() -> None:
     """SCXML 6.2 <send event delay id> and 6.3 <cancel sendid>, as action values a chart (and
     an export) can see: a timeout armed on entry and cancelled when the awaited event comes."""
@@ -327,13 +266,3 @@ def test_declarative_send_and_cancel_actions_behave_as_the_context_calls() -> No
 
     VirtualClock().run(main)
     assert [e for e, _ in events_at(rec)] == ["gripped", "again", "timeout"]
-
-
-@pytest.mark.parametrize(
-    "build", [lambda: send("x", delay=-1), lambda: send("bad name"), lambda: send("x", id=3), lambda: cancel(None)]
-)
-def test_declarative_send_with_bad_arguments_fails_when_built(build: Any) -> None:
-    """SCXML 6.2: a <send> whose delay is not a time interval, or whose event is no event
-    name, is an error; a declarative one is caught when the chart is written."""
-    with pytest.raises(InvalidSendError):
-        build()

@@ -1,27 +1,17 @@
-"""`initial` naming a deeper descendant, or several states in the regions of a parallel state."""
+"""`interpreter`, initial targets (SCXML 3.3): a deeper descendant, or states in several regions."""
 
 from __future__ import annotations
 
-import pytest
-
 from statecharts.engine import (
     Chart,
-    ChartDefinitionError,
     Event,
     History,
-    InitialConflictError,
-    InitialHistoryError,
-    InitialNotDescendantError,
-    InvalidInitialError,
-    InvalidTransitionError,
-    MissingInitialError,
     Parallel,
     State,
     on,
 )
-from statecharts.engine.check import check
 
-from .helpers import entries_exits, interpreter
+from ..helpers import entries_exits, interpreter
 
 
 def deep_chart() -> Chart:
@@ -114,64 +104,3 @@ def test_history_default_follows_the_parents_deep_initial() -> None:
     interp, _, _ = interpreter(chart)
     interp.process(Event("resume"))
     assert interp.configuration == {"root", "work", "w2", "w2b"}
-
-
-def test_check_follows_deep_and_multiple_initials() -> None:
-    """SCXML 3.3: a child's own initial is skipped when the parent's initial names a deeper
-    state, so the static check reports the skipped defaults as unreachable, and nothing that a
-    deep or multiple initial enters."""
-    found = {(f.kind, f.state) for f in check(deep_chart())}
-    assert ("unreachable", "a1") in found and ("unreachable", "a2x") in found
-    assert not {s for k, s in found if k == "unreachable"} & {"work", "a", "a2", "a2y"}
-    found = {(f.kind, f.state) for f in check(regions_chart())}
-    unreachable = {s for k, s in found if k == "unreachable"}
-    assert unreachable == {"r1_first", "r2_first", "r3_second"}
-
-
-def _nest(initial: object, extra: tuple[State | History, ...] = ()) -> State:
-    return State(
-        "root",
-        State(
-            "cell",
-            *extra,
-            Parallel(
-                "p",
-                State("r1", State("x1"), State("x2"), initial="x1"),
-                State("r2", State("y1"), initial="y1"),
-            ),
-            initial=initial,  # type: ignore[arg-type]
-        ),
-        State("elsewhere"),
-        initial="cell",
-    )
-
-
-BAD_INITIALS = [
-    ("not a descendant", lambda: _nest("elsewhere"), InitialNotDescendantError, "cell", "not a child"),
-    ("itself", lambda: _nest("cell"), InitialNotDescendantError, "cell", "descendant"),
-    ("same region", lambda: _nest(("x1", "x2")), InitialConflictError, "cell", "one region"),
-    ("one contains the other", lambda: _nest(("r1", "x2")), InitialConflictError, "cell", "contains"),
-    ("named twice", lambda: _nest(("x1", "x1")), InitialConflictError, "cell", "twice"),
-    ("a history", lambda: _nest("h", (History("h"),)), InitialHistoryError, "cell", "history"),
-    ("not ids", lambda: _nest(3), InvalidInitialError, "cell", "state id"),
-    ("empty tuple", lambda: _nest(()), MissingInitialError, "cell", "needs an initial"),
-]
-
-
-@pytest.mark.parametrize(("label", "build", "error", "state", "words"), BAD_INITIALS, ids=[c[0] for c in BAD_INITIALS])
-def test_bad_initial_targets_raise_named_errors(label, build, error, state, words) -> None:
-    """SCXML 3.3: `initial` MUST name descendants of the state forming a legal state
-    specification (3.11: at most one active child per compound state); a history is no state."""
-    with pytest.raises(error) as info:
-        Chart("bad", build())
-    assert isinstance(info.value, ChartDefinitionError)
-    assert info.value.state == state and repr(state) in str(info.value)
-    assert words in str(info.value)
-
-
-def test_transition_targets_that_cannot_be_active_together_are_rejected() -> None:
-    """SCXML 3.5/3.11: a transition's `target` MUST be a legal state specification."""
-    with pytest.raises(InvalidTransitionError, match="one region") as info:
-        Chart("bad", State("root", State("a", transitions=[on("go", ("b", "c"))]), State("b"), State("c"),
-                           initial="a"))
-    assert info.value.state == "a"

@@ -1,0 +1,76 @@
+"""`context`: what actions and guards can do through `ActionContext` (send, cancel), checked at the call."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from statecharts.engine import (
+    ActionContext,
+    Chart,
+    Event,
+    ExecutionError,
+    InvalidSendError,
+    State,
+    on,
+)
+
+from ..helpers import interpreter
+
+
+@pytest.mark.parametrize("delay", [-1.0, math.nan, math.inf, "5s"])
+def test_invalid_delay_is_an_action_error_and_nothing_is_sent(delay: Any) -> None:
+    """SCXML 6.2: if the delay cannot be interpreted as a time interval the processor raises
+    error.execution (and the message is not sent); the error names the call."""
+
+    def bad(ctx: ActionContext, event: Event) -> None:
+        ctx.send("x", delay=delay)
+
+    chart = Chart(
+        "bad",
+        State("root", State("s", transitions=[on("go", action=bad), on("error.execution", "failed")]),
+              State("failed"), initial="s"),
+    )
+    interp, rec, host = interpreter(chart)
+    interp.process(Event("go"))
+    assert interp.is_active("failed")
+    assert host.scheduled == [] and host.external == []
+    error = rec.of_kind("error")[0]
+    assert "InvalidSendError" in error.detail and "delay" in error.detail
+
+
+def test_send_and_cancel_reach_the_host() -> None:
+    """SCXML 6.2/6.3: the interpreter hands a delayed send (with its delay and id) and a cancel
+    to its host, which owns time; an immediate send stays a plain post."""
+
+    def act(ctx: ActionContext, event: Event) -> None:
+        ctx.send("now", 1)
+        ctx.send("later", 2, delay=1.5, id="l")
+        ctx.cancel("l")
+
+    chart = Chart("host", State("root", State("s", transitions=[on("go", action=act)]), initial="s"))
+    interp, _, host = interpreter(chart)
+    interp.process(Event("go"))
+    assert host.external == [Event("now", 1)]
+    assert host.scheduled == [(Event("later", 2), 1.5, "l")]
+    assert host.cancelled == ["l"]
+
+
+def test_bad_send_id_is_an_invalid_send_error() -> None:
+    """SCXML 6.2 `id` and 6.3 `sendid` are ids (strings)."""
+    seen: list[ExecutionError] = []
+
+    def bad(ctx: ActionContext, event: Event) -> None:
+        ctx.send("x", delay=1.0, id=7)  # type: ignore[arg-type]
+
+    chart = Chart(
+        "badid",
+        State("root", State("s", transitions=[on("go", action=bad),
+                                              on("error.execution", action=lambda c, e: seen.append(e.data))]),
+              initial="s"),
+    )
+    interp, _, host = interpreter(chart)
+    interp.process(Event("go"))
+    assert host.scheduled == [] and isinstance(seen[0].error, InvalidSendError)
