@@ -7,6 +7,11 @@ cut from then on. That is what makes stow/pick reports exactly-once: the control
 (`duplicates`), however long ago the first was acknowledged or pruned; the FC takes reports from `pending`,
 acknowledges them (`ack`) and is handed the unacknowledged ones again after a reconnect or a restart.
 
+Two writes skip their own fsync (`synchronous=NORMAL` for that transaction): `ack` and `mark_delivered`. They
+survive a crash of the process (WAL: the write is in the OS's cache); a power cut loses at most those that no
+durable commit followed, and what that costs is a report sent again, which the FC drops by its id as it must drop
+any redelivery. The fsync they save is one the next report's commit would wait for (the store's lock).
+
 - Outbox: reports numbered 1, 2, 3 … (`report_id`, never reused). Soft `capacity`: at `full` the controller starts
   no new task; the reports of tasks already running are still accepted up to `capacity + HEADROOM`, beyond that
   `OutboxFull`. Acknowledged reports stay until `prune_acked`; the task ids of pruned ones move to a table of
@@ -270,7 +275,7 @@ class CellStore:
             ids.add(report_id)
         if not ids:
             return 0
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             before = conn.total_changes
             now = time.time()
             conn.executemany(
@@ -281,7 +286,7 @@ class CellStore:
 
     def mark_delivered(self, report_id: int) -> None:
         """Count one more delivery of the report to the FC, and when (an unknown id is ignored)."""
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             conn.execute(
                 "UPDATE outbox SET deliveries = deliveries + 1, delivered_s = ? WHERE report_id = ?",
                 (time.time(), report_id),
@@ -462,20 +467,27 @@ class CellStore:
                 raise _store_error(self.path, exc) from exc
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction, committed when the block ends, rolled back if it raises."""
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction, committed when the block ends, rolled back if it raises. `durable=False`:
+        committed without an fsync of its own (see the module docstring for which writes may)."""
         with self._lock:
             conn = self._live()
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                if not durable:
+                    conn.execute("PRAGMA synchronous=NORMAL")  # outside a transaction, as SQLite requires
                 try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with suppress(sqlite3.Error):  # the error that brought us here is the one to raise
-                            conn.execute("ROLLBACK")
-                    raise
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield conn
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            with suppress(sqlite3.Error):  # the error that brought us here is the one to raise
+                                conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    if not durable:
+                        conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise _store_error(self.path, exc) from exc
 

@@ -123,6 +123,33 @@ def test_mark_delivered_counts_deliveries(store: CellStore) -> None:
     assert store.pending()[0].deliveries == 2
 
 
+def test_only_ack_and_mark_delivered_skip_the_fsync_and_full_sync_is_back_after_them(db: Path) -> None:
+    store = CellStore.open(db)
+    try:
+        conn = store._conn  # the store's own connection: what synchronous mode each write ran under
+        assert conn is not None
+        entry = store.commit_report("t1", "report", {})
+        assert entry is not None
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        store.mark_delivered(entry.report_id)
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        store.ack([entry.report_id])
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        store.mark_delivered(entry.report_id)
+        store.ack([entry.report_id])
+        store.commit_report("t2", "report", {})
+        conn.set_trace_callback(None)
+        pragmas = [sql for sql in statements if sql.startswith("PRAGMA synchronous")]
+        # mark_delivered and ack each switch to NORMAL and back; commit_report, last, runs under FULL
+        assert pragmas == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"] * 2
+        last = len(statements) - 1 - statements[::-1].index("PRAGMA synchronous=FULL")
+        assert "BEGIN IMMEDIATE" in statements[last:] and statements[-1] == "COMMIT"
+    finally:
+        store.close()
+
+
 def test_prune_keeps_the_newest_acked_and_every_pending(store: CellStore) -> None:
     for n in range(6):
         store.commit_report(f"t{n}", "report", {"n": n})
