@@ -28,7 +28,7 @@ from typing import Literal
 
 import anyio.lowlevel
 
-from .engine import ActionContext, Activity, ActivityContext, Chart, Event, State, TraceHook, activity, on
+from .engine import ERROR, ActionContext, Activity, ActivityContext, Chart, Event, State, TraceHook, activity, on
 from .engine.model import Action
 from .tasks import Starved, TaskConfig, bounded, make_arm_safe, run_task
 from .workcell import TaskOutcome, TaskReport, Workcell
@@ -268,13 +268,13 @@ def build() -> Chart:
                 transitions=[
                     on("cmd.abort", "aborting", action=note_reason),
                     on("interlock.tripped", "aborting", action=note_reason),
-                    on("error", "aborting", action=note_reason),
+                    on(ERROR, "aborting", action=note_reason),
                 ],
             ),
             _acting("aborting", halt, "aborted"),
             State("aborted", transitions=[on("cmd.clear", "clearing")]),
             initial="live",
-            transitions=[on("error", "aborted", action=note_reason)],
+            transitions=[on(ERROR, "aborted", action=note_reason)],
         ),
         description="cell mode after PackML (ISA-TR88): commands, task cycles, hold/suspend/stop/abort",
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import anyio
 
 from .engine import (
+    ERROR,
     ActionContext,
     ActivityContext,
     Chart,
@@ -25,6 +26,7 @@ from .engine import (
     activity,
     after,
     always,
+    done_state,
     on,
 )
 
@@ -91,9 +93,9 @@ def build() -> Chart:
                     initial="band_closed",
                 ),
                 transitions=[
-                    on("done.state.cycle", "idle", action=count_cycle),
+                    on(done_state("cycle"), "idle", action=count_cycle),
                     on("pause", "paused"),
-                    on("error", "fault"),
+                    on(ERROR, "fault"),
                 ],
             ),
             State("arm_stuck", transitions=[on("reset", "idle")], doc="insert took too long"),

@@ -7,7 +7,9 @@ from .clock import Clock, RealClock, VirtualClock, now
 from .compiled import Chart, Edge, Node
 from .context import ActionContext, ActivityContext
 from .errors import (
+    ChartAlreadyStartedError,
     ChartDefinitionError,
+    ChartFinishedError,
     DuplicateStateError,
     FinalStateTransitionError,
     HistoryStateError,
@@ -19,16 +21,31 @@ from .errors import (
     InvalidSendError,
     InvalidStateIdError,
     InvalidTransitionError,
+    LivelockError,
     MissingInitialError,
+    StatechartError,
     UndeclaredEventError,
+    UnknownClockError,
+    UnknownStateError,
     UnknownTargetError,
 )
+from .events import (
+    DONE_STATE,
+    ERROR,
+    ERROR_ACTIVITY,
+    ERROR_EXECUTION,
+    INIT,
+    TIMER_PREFIX,
+    ActivityFailure,
+    Event,
+    ExecutionFailure,
+    done_state,
+)
 from .guards import In
-from .interpreter import ExecutionError, Host, Interpreter, LivelockError
+from .interpreter import Host, Interpreter
 from .model import (
     Activity,
     Cancel,
-    Event,
     Final,
     History,
     Parallel,
@@ -42,17 +59,23 @@ from .model import (
     on,
     send,
 )
-from .runtime import ACTIVITY_ERROR, ActivityFailure, ChartFinishedError, ChartRunner, running
+from .runtime import ChartRunner, running
 from .trace import TraceHook, TraceRecord, TraceRecorder
 
 __all__ = [
-    "ACTIVITY_ERROR",
+    "DONE_STATE",
+    "ERROR",
+    "ERROR_ACTIVITY",
+    "ERROR_EXECUTION",
+    "INIT",
+    "TIMER_PREFIX",
     "ActionContext",
     "Activity",
     "ActivityContext",
     "ActivityFailure",
     "Cancel",
     "Chart",
+    "ChartAlreadyStartedError",
     "ChartDefinitionError",
     "ChartFinishedError",
     "ChartRunner",
@@ -60,7 +83,7 @@ __all__ = [
     "DuplicateStateError",
     "Edge",
     "Event",
-    "ExecutionError",
+    "ExecutionFailure",
     "Final",
     "FinalStateTransitionError",
     "History",
@@ -83,17 +106,21 @@ __all__ = [
     "RealClock",
     "Send",
     "State",
+    "StatechartError",
     "TraceHook",
     "TraceRecord",
     "TraceRecorder",
     "Transition",
     "UndeclaredEventError",
+    "UnknownClockError",
+    "UnknownStateError",
     "UnknownTargetError",
     "VirtualClock",
     "activity",
     "after",
     "always",
     "cancel",
+    "done_state",
     "now",
     "on",
     "running",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .compiled import Chart, Node
-from .runtime import ACTIVITY_ERROR
+from .events import ERROR_ACTIVITY, done_state_id
 
 FindingKind = Literal["unreachable", "dead-end", "unhandled-event", "never-raised"]
 
@@ -100,7 +100,7 @@ def _unhandled_activity_events(chart: Chart) -> list[Finding]:
     out = []
     for node in chart.states:
         for act in node.activities:
-            for event in (*act.posts, ACTIVITY_ERROR):
+            for event in (*act.posts, ERROR_ACTIVITY):
                 if not _handles(node, event):
                     message = f"activity {act.label} may post {event!r}, which no transition handles"
                     out.append(Finding("unhandled-event", node.id, message))
@@ -111,9 +111,10 @@ def _never_raised(chart: Chart) -> list[Finding]:
     out = []
     for edge in chart.transitions:
         ev = edge.event
-        if ev is None or not ev.startswith("done.state."):
+        state_id = None if ev is None else done_state_id(ev)
+        if state_id is None:
             continue
-        target = chart.by_id.get(ev.removeprefix("done.state."))
+        target = chart.by_id.get(state_id)
         if target is None:
             out.append(Finding("never-raised", edge.source.id, f"{ev!r} names no state"))
         elif not _can_complete(target):

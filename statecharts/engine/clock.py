@@ -16,6 +16,8 @@ from typing import Protocol, TypeVar, TypeVarTuple, Unpack
 import anyio
 import looptime
 
+from .errors import UnknownClockError
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -62,4 +64,4 @@ def clock_named(name: str) -> Clock:
         return RealClock()
     if name == "virtual":
         return VirtualClock()
-    raise ValueError(f"unknown clock {name!r}: use 'real' or 'virtual'")
+    raise UnknownClockError(f"unknown clock {name!r}: use 'real' or 'virtual'")

@@ -18,6 +18,7 @@ from .errors import (
     MissingInitialError,
     UnknownTargetError,
 )
+from .events import TIMER_PREFIX, is_timer_event, timer_event, valid_delay
 from .model import (
     EVENT_DESCRIPTOR,
     STATE_ID,
@@ -29,10 +30,7 @@ from .model import (
     Kind,
     State,
     Transition,
-    valid_delay,
 )
-
-TIMER_PREFIX = "after"
 
 
 class Node:
@@ -272,12 +270,12 @@ class Chart:
             if not valid_delay(spec.delay):
                 raise InvalidTransitionError(node.id, f"after({spec.delay!r}): delay must be a finite number >= 0")
             if spec.delay not in delays:
-                delays[spec.delay] = f"{TIMER_PREFIX}.{node.id}.{len(delays)}"
+                delays[spec.delay] = timer_event(node.id, len(delays))
                 node.timers.append((float(spec.delay), delays[spec.delay]))
             event = delays[spec.delay]
         elif event is not None and (not isinstance(event, str) or not EVENT_DESCRIPTOR.match(event)):
             raise InvalidTransitionError(node.id, f"malformed event descriptor {event!r}")
-        elif event is not None and event.split(".")[0] == TIMER_PREFIX:
+        elif event is not None and (event == TIMER_PREFIX or is_timer_event(event)):
             reserved = f"event {event!r}: names starting '{TIMER_PREFIX}.' are reserved for after() timers"
             raise InvalidTransitionError(node.id, reserved)
         for fn, what in ((spec.guard, "guard"), *((a, "action") for a in spec.actions)):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidSendError, UndeclaredEventError
-from .model import Activity, Event, valid_delay
+from .events import Event, valid_delay
+from .model import Activity
 
 if TYPE_CHECKING:
     from .interpreter import Interpreter

@@ -61,6 +61,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from .compiled import Chart, Edge, Node
+from .events import done_state
 from .guards import In
 from .model import Cancel, Send, callable_name
 
@@ -301,7 +302,7 @@ def to_scxml(chart: Chart) -> str:
         finals = [c for c in top.children if c.kind == "final"]
         if finals and top.kind != "parallel":
             end = _unique(f"{top.id}_end", chart)
-            tr = ET.SubElement(el, _q("transition"), {"event": f"done.state.{top.id}", "target": end})
+            tr = ET.SubElement(el, _q("transition"), {"event": done_state(top.id), "target": end})
             tr.set(_q("generated", CELLCTL_NS), "end")
             ET.SubElement(root, _q("final"), {"id": end, _q("generated", CELLCTL_NS): "end"})
     else:

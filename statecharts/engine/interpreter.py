@@ -9,24 +9,23 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .compiled import TIMER_PREFIX, Chart, Edge, Node
+from .compiled import Chart, Edge, Node
 from .context import ActionContext
-from .model import Event, callable_name
+from .errors import ChartAlreadyStartedError, LivelockError
+from .events import ERROR_EXECUTION, INIT, TIMER_PREFIX, Event, ExecutionFailure, done_state
+from .model import callable_name
 from .trace import TraceHook, TraceKind, TraceRecord
 
-START_EVENT = Event("init")
+START_EVENT = Event(INIT)
 TIMER_EVENT_PREFIX = TIMER_PREFIX + "."
 MAX_MICROSTEPS = 10_000  # per macrostep: more means an eventless or internal-event cycle
 
 
-class LivelockError(RuntimeError):
-    """A macrostep did not complete: eventless transitions or internal events cycle."""
-
-
 class Host(Protocol):
+    """What the interpreter needs of its surroundings: time, queues, and the state lifecycle."""
+
     def now(self) -> float: ...
 
     def post(self, event: Event) -> None:
@@ -41,19 +40,11 @@ class Host(Protocol):
         """Drop every pending scheduled event of `send_id`; none pending is no error (SCXML 6.3)."""
 
     def state_started(self, node: Node, generation: int) -> None:
-        """`node` was entered and is still active at the end of the macrostep."""
+        """`node` was entered and is still active at the end of the macrostep: start its
+        activities and arm its timers (timer events carry `generation` as their data)."""
 
     def state_stopped(self, node: Node) -> None:
         """`node` is being exited: cancel its activities and timers."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionError:
-    """Payload of `error.execution`: a guard or action raised."""
-
-    state: str
-    where: str
-    error: BaseException
 
 
 class Interpreter:
@@ -95,7 +86,7 @@ class Interpreter:
     def start(self) -> None:
         """Enter the initial configuration and run to completion."""
         if self.running:
-            raise RuntimeError(f"chart {self.chart.name!r} already started")
+            raise ChartAlreadyStartedError(f"chart {self.chart.name!r} already started")
         self.running = True
         self._step_time = self.host.now()
         to_enter: set[int] = set()
@@ -350,10 +341,10 @@ class Interpreter:
                 self._emit("final", state=final.id)
             return
         data = self._done_data(final) if final.donedata is not None else None
-        self.internal.append(Event(f"done.state.{parent.id}", data))
+        self.internal.append(Event(done_state(parent.id), data))
         grand = parent.parent
         if grand.kind == "parallel" and all(self._in_final(r) for r in grand.regions):
-            self.internal.append(Event(f"done.state.{grand.id}"))
+            self.internal.append(Event(done_state(grand.id)))
 
     def _done_data(self, final: Node) -> Any:
         """SCXML 5.5: a failing <donedata> queues error.execution, and the data is empty."""
@@ -412,7 +403,7 @@ class Interpreter:
     def _fail(self, node: Node, where: str, exc: Exception) -> None:
         if self._trace:
             self._emit("error", state=node.id, detail=f"{where}: {type(exc).__name__}: {exc}")
-        self.internal.append(Event("error.execution", ExecutionError(node.id, where, exc)))
+        self.internal.append(Event(ERROR_EXECUTION, ExecutionFailure(node.id, where, exc)))
 
     def _emit(self, kind: TraceKind, **fields: Any) -> None:
         assert self._trace is not None

@@ -8,13 +8,13 @@ the declarative `send(...)`/`cancel(...)`; `Chart(name, root)` validates and com
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InvalidSendError
+from .events import Event, valid_delay
 
 if TYPE_CHECKING:
     from .context import ActionContext, ActivityContext
@@ -22,14 +22,6 @@ if TYPE_CHECKING:
 STATE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # SCXML event descriptors: dotted tokens, optional trailing ".*", or "*".
 EVENT_DESCRIPTOR = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$")
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An event: a dotted name and optional payload."""
-
-    name: str
-    data: Any = None
 
 
 Guard = Callable[["ActionContext", Event], bool]
@@ -288,6 +280,3 @@ class History:
     def __repr__(self) -> str:
         return f"History({self.id!r}{', deep=True' if self.deep else ''})"
 
-
-def valid_delay(seconds: float) -> bool:
-    return isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0

@@ -6,7 +6,6 @@ import heapq
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -15,24 +14,11 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .compiled import Chart, Node
 from .context import ActivityContext
+from .errors import ChartFinishedError, UnknownStateError
+from .events import ERROR_ACTIVITY, ActivityFailure, Event
 from .interpreter import Interpreter
-from .model import Activity, Event
+from .model import Activity
 from .trace import TraceHook, TraceKind, TraceRecord
-
-ACTIVITY_ERROR = "error.activity"
-
-
-class ChartFinishedError(RuntimeError):
-    """Waited for a state of a chart that has ended."""
-
-
-@dataclass(frozen=True, slots=True)
-class ActivityFailure:
-    """Payload of `error.activity`: an activity raised instead of posting an event."""
-
-    state: str
-    activity: str
-    error: BaseException
 
 
 class _Running:
@@ -121,7 +107,7 @@ class ChartRunner:
     async def wait_for(self, state_id: str) -> None:
         """Wait until `state_id` is active (returns at once if it is)."""
         if state_id not in self.chart.by_id:
-            raise KeyError(f"chart {self.chart.name!r} has no state {state_id!r}")
+            raise UnknownStateError(f"chart {self.chart.name!r} has no state {state_id!r}")
         if not self.is_active(state_id) and not self.finished.is_set():
             done = anyio.Event()
             self._state_waiters.append((state_id, done))
@@ -276,7 +262,7 @@ class ChartRunner:
             except Exception as exc:
                 outcome = f"error: {type(exc).__name__}: {exc}"
                 if handle.ctx.live:
-                    self.post(Event(ACTIVITY_ERROR, ActivityFailure(state, act.label, exc)))
+                    self.post(Event(ERROR_ACTIVITY, ActivityFailure(state, act.label, exc)))
         if handle.ctx.live:  # ended by itself (not cancelled by an exit)
             handle.ctx._live = False
             if self._hooks:

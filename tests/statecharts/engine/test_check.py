@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from statecharts import catalog
 from statecharts.engine import (
+    ERROR,
     ActivityContext,
     Chart,
     Final,
@@ -11,6 +12,7 @@ from statecharts.engine import (
     State,
     activity,
     after,
+    done_state,
     on,
 )
 from statecharts.engine.check import check
@@ -32,7 +34,7 @@ def flawed_chart() -> Chart:
             State("moving", activities=move, transitions=[on("arrived", "stuck")]),
             State("stuck"),
             State("orphan", transitions=[on("x", "idle")]),
-            State("waiter", transitions=[on("done.state.idle", "idle")]),
+            State("waiter", transitions=[on(done_state("idle"), "idle")]),
             initial="idle",
         ),
     )
@@ -59,7 +61,7 @@ def test_check_accepts_ancestor_handlers_and_parallel_siblings() -> None:
                 State("r1", State("a", activities=move, transitions=[on("arrived", "a_end")]), Final("a_end"),
                       initial="a"),
                 State("r2", State("b", transitions=[after(1, "b_end")]), Final("b_end"), initial="b"),
-                transitions=[on("slipped", "fault"), on("error", "fault"), on("done.state.p", "fault")],
+                transitions=[on("slipped", "fault"), on(ERROR, "fault"), on(done_state("p"), "fault")],
             ),
             State("fault", transitions=[on("reset", "p")]),
             initial="p",

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from statecharts.engine import (
+    ERROR_EXECUTION,
     ActionContext,
     Chart,
     Event,
-    ExecutionError,
+    ExecutionFailure,
     InvalidSendError,
     State,
     on,
@@ -30,7 +31,7 @@ def test_invalid_delay_is_an_action_error_and_nothing_is_sent(delay: Any) -> Non
 
     chart = Chart(
         "bad",
-        State("root", State("s", transitions=[on("go", action=bad), on("error.execution", "failed")]),
+        State("root", State("s", transitions=[on("go", action=bad), on(ERROR_EXECUTION, "failed")]),
               State("failed"), initial="s"),
     )
     interp, rec, host = interpreter(chart)
@@ -60,7 +61,7 @@ def test_send_and_cancel_reach_the_host() -> None:
 
 def test_bad_send_id_is_an_invalid_send_error() -> None:
     """SCXML 6.2 `id` and 6.3 `sendid` are ids (strings)."""
-    seen: list[ExecutionError] = []
+    seen: list[ExecutionFailure] = []
 
     def bad(ctx: ActionContext, event: Event) -> None:
         ctx.send("x", delay=1.0, id=7)  # type: ignore[arg-type]
@@ -68,7 +69,7 @@ def test_bad_send_id_is_an_invalid_send_error() -> None:
     chart = Chart(
         "badid",
         State("root", State("s", transitions=[on("go", action=bad),
-                                              on("error.execution", action=lambda c, e: seen.append(e.data))]),
+                                              on(ERROR_EXECUTION, action=lambda c, e: seen.append(e.data))]),
               initial="s"),
     )
     interp, _, host = interpreter(chart)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from statecharts.engine import (
+    ERROR_EXECUTION,
     ActionContext,
     Chart,
     Event,
@@ -14,6 +15,7 @@ from statecharts.engine import (
     Parallel,
     State,
     always,
+    done_state,
     on,
 )
 
@@ -284,11 +286,11 @@ def test_final_states_raise_done_events_for_compound_and_parallel() -> None:
                 "p",
                 State("r1", State("a", transitions=[on("fa", "a_end")]), Final("a_end"), initial="a"),
                 State("r2", State("b", transitions=[on("fb", "b_end")]), Final("b_end"), initial="b"),
-                transitions=[on("done.state.p", "after_p")],
+                transitions=[on(done_state("p"), "after_p")],
             ),
             State("after_p"),
             initial="p",
-            transitions=[on("done.state.r1", internal=True, action=lambda ctx, ev: ctx.data.append(ev.name))],
+            transitions=[on(done_state("r1"), internal=True, action=lambda ctx, ev: ctx.data.append(ev.name))],
         ),
     )
     seen: list[str] = []
@@ -327,7 +329,7 @@ def test_failing_guard_and_action_raise_error_execution_and_chart_goes_on() -> N
         State(
             "root",
             State("a", transitions=[on("go", "x", guard=bad_guard), on("go", "b", action=boom)]),
-            State("b", transitions=[on("error.execution", "failed")]),
+            State("b", transitions=[on(ERROR_EXECUTION, "failed")]),
             State("x"),
             State("failed"),
             initial="a",

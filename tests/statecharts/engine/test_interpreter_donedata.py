@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from statecharts.engine import (
+    DONE_STATE,
+    ERROR_EXECUTION,
     ActionContext,
     Chart,
     Event,
-    ExecutionError,
+    ExecutionFailure,
     Final,
     Parallel,
     State,
     VirtualClock,
+    done_state,
     on,
     running,
 )
@@ -42,7 +45,7 @@ def test_done_event_carries_the_final_states_donedata_evaluated_after_its_entry_
                 State("placing", transitions=[on("placed", "stowed")]),
                 Final("stowed", on_entry=stamp, donedata=lambda ctx: {"bin": ctx.data["bin"], "ok": True}),
                 initial="placing",
-                transitions=[on("done.state.stow", "idle", action=record)],
+                transitions=[on(done_state("stow"), "idle", action=record)],
             ),
             State("idle"),
             initial="stow",
@@ -71,7 +74,7 @@ def test_failing_donedata_raises_error_execution_first_and_the_done_event_has_no
                 State("s01", transitions=[on("go", "s02")]),
                 Final("s02", donedata=broken),
                 initial="s01",
-                transitions=[on("error.execution", action=record), on("done.state.s0", "end", action=record)],
+                transitions=[on(ERROR_EXECUTION, action=record), on(done_state("s0"), "end", action=record)],
             ),
             State("end"),
             initial="s0",
@@ -81,7 +84,7 @@ def test_failing_donedata_raises_error_execution_first_and_the_done_event_has_no
     interp, rec, _ = interpreter(chart, data)
     interp.process(Event("go"))
     (error, payload), done = data["seen"]
-    assert error == "error.execution" and isinstance(payload, ExecutionError)
+    assert error == "error.execution" and isinstance(payload, ExecutionFailure)
     assert payload.state == "s02" and "donedata broken" in payload.where and isinstance(payload.error, LookupError)
     assert done == ("done.state.s0", None)
     assert interp.is_active("end")
@@ -101,7 +104,7 @@ def test_each_region_done_event_has_its_data_and_the_parallel_done_event_none() 
                       initial="a"),
                 State("r2", State("b", transitions=[on("fb", "b_end")]), Final("b_end", donedata=lambda c: 2),
                       initial="b"),
-                transitions=[on("done.state", internal=True, action=record)],
+                transitions=[on(DONE_STATE, internal=True, action=record)],
             ),
             initial="p",
         ),

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from statecharts.engine import (
-    ACTIVITY_ERROR,
+    ERROR_ACTIVITY,
     ActivityContext,
     ActivityFailure,
     Chart,
@@ -25,6 +25,7 @@ from statecharts.engine import (
     on,
     running,
 )
+from statecharts.engine.events import timer_event
 
 
 def test_activity_is_cancelled_on_exit_and_its_finally_runs() -> None:
@@ -102,7 +103,7 @@ def test_activity_that_raises_posts_error_activity_instead_of_killing_the_chart(
         "raise",
         State(
             "root",
-            State("working", activities=broken, transitions=[on("never", "x"), on(ACTIVITY_ERROR, "failed",
+            State("working", activities=broken, transitions=[on("never", "x"), on(ERROR_ACTIVITY, "failed",
                   action=lambda ctx, ev: failures.append(ev.data))]),
             State("x"),
             State("failed"),
@@ -129,7 +130,7 @@ def test_activity_posting_an_undeclared_event_is_an_activity_error() -> None:
     seen: list[BaseException] = []
     chart = Chart(
         "undeclared",
-        State("root", State("a", activities=sloppy, transitions=[on("error.activity", "b",
+        State("root", State("a", activities=sloppy, transitions=[on(ERROR_ACTIVITY, "b",
               action=lambda c, e: seen.append(e.data.error))]), State("b"), initial="a"),
     )
 
@@ -209,7 +210,7 @@ def test_stale_timer_event_already_queued_is_ignored() -> None:
             runner.post("leave")
             runner.post("back")
             # The first visit's timer event (generation 1) arrives after "a" was re-entered.
-            runner.post("after.a.0", 1)
+            runner.post(timer_event("a", 0), 1)
             await runner.wait_idle()
             assert runner.is_active("a")
             tg.cancel_scope.cancel()
