@@ -19,18 +19,7 @@ from .errors import (
     UnknownTargetError,
 )
 from .events import TIMER_PREFIX, is_timer_event, timer_event, valid_delay
-from .model import (
-    EVENT_DESCRIPTOR,
-    STATE_ID,
-    Action,
-    Activity,
-    DoneData,
-    Guard,
-    History,
-    Kind,
-    State,
-    Transition,
-)
+from .model import EVENT_DESCRIPTOR, STATE_ID, Action, Activity, DoneData, Guard, History, Kind, State, Transition
 
 
 class Node:
@@ -109,8 +98,10 @@ class Edge:
     __slots__ = (
         "actions",
         "delay",
+        "domain",
         "event",
         "guard",
+        "has_history",
         "index",
         "internal",
         "source",
@@ -123,6 +114,10 @@ class Edge:
         self.source = source
         self.event = event
         self.targets: tuple[Node, ...] = ()
+        # Without a history target, what a transition enters is fixed, so is its domain (SCXML 3.13
+        # getTransitionDomain): computed once here. With one, the interpreter computes it when taken.
+        self.has_history = False
+        self.domain: Node | None = None
         self.guard: Guard | None = spec.guard
         self.actions: tuple[Action, ...] = spec.actions
         self.internal = spec.internal
@@ -283,6 +278,9 @@ class Chart:
                 raise InvalidTransitionError(node.id, f"{what} {fn!r} is not callable")
         edge = Edge(len(self.transitions), node, spec, event)
         edge.targets = tuple(self._lookup(node, t, "transition target") for t in spec.targets)
+        edge.has_history = any(t.kind == "history" for t in edge.targets)
+        if not edge.has_history:
+            edge.domain = transition_domain(edge, edge.targets, self.root)
         if self.root in edge.targets:
             raise InvalidTransitionError(node.id, f"a transition cannot target the root {self.root.id!r}")
         clash = _clash([t for t in edge.targets if t.kind != "history"])
@@ -323,6 +321,22 @@ class Chart:
                 if missing:
                     problems.append(f"parallel {sid!r} has inactive regions {missing}")
         return problems
+
+
+def transition_domain(edge: Edge, targets: Sequence[Node], root: Node) -> Node | None:
+    """The state whose descendants `edge` exits and enters when it leads to `targets` (SCXML 3.13
+    getTransitionDomain): its source for an internal transition of a compound source that stays
+    inside it, else the innermost compound ancestor of the source (or the root) containing every
+    target. None for a targetless transition."""
+    if not targets:
+        return None
+    src = edge.source
+    if edge.internal and src.is_compound and all(t.is_descendant_of(src) for t in targets):
+        return src
+    for anc in src.ancestors:
+        if (anc.is_compound or anc.parent is None) and all(t.is_descendant_of(anc) for t in targets):
+            return anc
+    return root
 
 
 def _ids(value: object) -> tuple[str, ...] | None:

@@ -8,10 +8,10 @@ production, a plain recorder in unit tests.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from .compiled import Chart, Edge, Node
+from .compiled import Chart, Edge, Node, transition_domain
 from .context import ActionContext
 from .errors import ChartAlreadyStartedError, LivelockError
 from .events import ERROR_EXECUTION, INIT, TIMER_PREFIX, Event, ExecutionFailure, done_state
@@ -21,6 +21,7 @@ from .trace import TraceHook, TraceKind, TraceRecord
 START_EVENT = Event(INIT)
 TIMER_EVENT_PREFIX = TIMER_PREFIX + "."
 MAX_MICROSTEPS = 10_000  # per macrostep: more means an eventless or internal-event cycle
+_NO_HISTORY: dict[int, Edge] = {}  # no history default taken (never written to)
 
 
 class Host(Protocol):
@@ -67,6 +68,7 @@ class Interpreter:
         self._entered: list[tuple[Node, int]] = []
         self._candidates: dict[tuple[int, str | None], tuple[Edge, ...]] = {}
         self._failed_guards: set[int] = set()  # edges whose guard raised in this macrostep
+        self._entry_order: dict[int, list[int]] = {}  # edge -> what it enters, for edges without history targets
         self._last_event = START_EVENT
         self._step_time = 0.0  # clock time of the running macrostep (stamps its trace records)
 
@@ -92,7 +94,7 @@ class Interpreter:
         to_enter: set[int] = set()
         history_content: dict[int, Edge] = {}
         self._add_descendants(self.chart.root, to_enter, history_content)
-        self._enter(to_enter, history_content)
+        self._enter(sorted(to_enter), history_content)
         self._macrostep(START_EVENT)
 
     def process(self, event: Event) -> None:
@@ -190,7 +192,9 @@ class Interpreter:
 
     # -- exit / entry sets ------------------------------------------------------------------
 
-    def _effective_targets(self, edge: Edge) -> list[Node]:
+    def _effective_targets(self, edge: Edge) -> Sequence[Node]:
+        if not edge.has_history:
+            return edge.targets
         out: list[Node] = []
         for node in edge.targets:
             if node.kind == "history":
@@ -199,22 +203,15 @@ class Interpreter:
                     out.extend(saved)
                 else:
                     assert node.history_default is not None
-                    out.extend(self._effective_targets(node.history_default))
+                    out.extend(node.history_default.targets)
             else:
                 out.append(node)
         return out
 
     def _domain(self, edge: Edge) -> Node | None:
-        targets = self._effective_targets(edge)
-        if not targets:
-            return None
-        src = edge.source
-        if edge.internal and src.is_compound and all(t.is_descendant_of(src) for t in targets):
-            return src
-        for anc in src.ancestors:
-            if (anc.is_compound or anc.parent is None) and all(t.is_descendant_of(anc) for t in targets):
-                return anc
-        return self.chart.root
+        if not edge.has_history:
+            return edge.domain
+        return transition_domain(edge, self._effective_targets(edge), self.chart.root)
 
     def _exit_set(self, edges: Iterable[Edge]) -> set[int]:
         out: set[int] = set()
@@ -301,8 +298,14 @@ class Interpreter:
             self._exit_node(nodes[i], event)
         for edge in edges:
             self._run(edge.actions, event, edge.source, "transition action")
-        to_enter, hist = self._entry_set(edges)
-        self._enter(to_enter, hist, event)
+        if len(edges) == 1 and not edges[0].has_history:  # what it enters is fixed: computed once
+            order = self._entry_order.get(edges[0].index)
+            if order is None:
+                order = self._entry_order[edges[0].index] = sorted(self._entry_set(edges)[0])
+            self._enter(order, _NO_HISTORY, event)
+        else:
+            to_enter, hist = self._entry_set(edges)
+            self._enter(sorted(to_enter), hist, event)
 
     def _exit_node(self, node: Node, event: Event) -> None:
         if self._trace:
@@ -314,9 +317,10 @@ class Interpreter:
         self._generation[node.index] += 1  # timers of this visit are now stale
         self._atomics = None
 
-    def _enter(self, to_enter: set[int], hist: dict[int, Edge], event: Event = START_EVENT) -> None:
+    def _enter(self, order: Iterable[int], hist: dict[int, Edge], event: Event = START_EVENT) -> None:
+        """Enter the states `order` (indices, in document order); `hist`: the history defaults taken."""
         nodes = self._nodes
-        for i in sorted(to_enter):
+        for i in order:
             node = nodes[i]
             self._active.add(i)
             self._atomics = None

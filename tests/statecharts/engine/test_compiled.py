@@ -200,3 +200,22 @@ def test_donedata_must_be_callable() -> None:
     with pytest.raises(InvalidDoneDataError, match="not callable") as info:
         Chart("bad", State("root", State("a"), Final("end", donedata=42), initial="a"))  # type: ignore[arg-type]
     assert info.value.state == "end"
+
+
+def test_a_transition_without_history_targets_knows_its_domain_when_compiled() -> None:
+    """SCXML 3.13 getTransitionDomain, fixed unless a target is a history (then computed when taken)."""
+    chart = Chart(
+        "domains",
+        State(
+            "root",
+            State("p", History("h"), State("a", transitions=[on("x", "b"), on("out", "q"), on("stay")]),
+                  State("b"), initial="a", transitions=[on("in", "b", internal=True), on("back", "h")]),
+            State("q", transitions=[on("resume", "h")]),
+            initial="p",
+        ),
+    )
+    x, out, stay = chart["a"].transitions
+    internal, back = chart["p"].transitions
+    assert (x.domain, out.domain, stay.domain, internal.domain) == (chart["p"], chart["root"], None, chart["p"])
+    assert not any(e.has_history for e in (x, out, stay, internal))
+    assert back.has_history and back.domain is None and chart["q"].transitions[0].has_history
