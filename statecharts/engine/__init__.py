@@ -42,7 +42,7 @@ from .events import (
     done_state,
 )
 from .guards import In
-from .interpreter import Host, Interpreter
+from .interpreter import Host, Interpreter, Macrostep
 from .model import (
     Activity,
     Cancel,
@@ -100,6 +100,7 @@ __all__ = [
     "InvalidStateIdError",
     "InvalidTransitionError",
     "LivelockError",
+    "Macrostep",
     "MissingInitialError",
     "Node",
     "Parallel",

@@ -1,14 +1,15 @@
 """The statechart semantics (after the W3C SCXML algorithm), free of any I/O.
 
-`Interpreter` keeps the configuration and runs macrosteps synchronously. Whatever
-takes time (activities, timers) is delegated to a `Host`: the async runtime in
-production, a plain recorder in unit tests.
+`Interpreter` keeps the configuration and runs macrosteps synchronously; `start()` and `process()`
+return what each did as a `Macrostep`. Whatever takes time (activities, timers, delayed sends) is
+delegated to a `Host`: `ChartRunner` (the async runtime) in production, a plain recorder in tests.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .compiled import Chart, Edge, Node, transition_domain
@@ -48,8 +49,58 @@ class Host(Protocol):
         """`node` is being exited: cancel its activities and timers."""
 
 
+@dataclass(frozen=True, slots=True)
+class Macrostep:
+    """What one macrostep did (SCXML 3.13): returned by `Interpreter.start()` and `process()`.
+
+    `event` is the external event processed (`init` for `start()`). `transitions` are the
+    transitions taken, in the order they were taken (microstep after microstep, each microstep's
+    in document order); `exited` the states exited, innermost first within each microstep;
+    `entered` the states entered, outermost first within each microstep. A state may appear more
+    than once (left and re-entered within the step). When the step ended the chart, `exited` ends
+    with every state left active. `*_ids` give the same as state ids.
+    """
+
+    event: Event
+    transitions: tuple[Edge, ...] = ()
+    exited: tuple[Node, ...] = ()
+    entered: tuple[Node, ...] = ()
+
+    @property
+    def entered_ids(self) -> tuple[str, ...]:
+        return tuple(n.id for n in self.entered)
+
+    @property
+    def exited_ids(self) -> tuple[str, ...]:
+        return tuple(n.id for n in self.exited)
+
+
+_new = object.__new__
+_slots = Macrostep.__dict__  # the slots' descriptors: set once each, as the frozen __init__ does
+_set_event = _slots["event"].__set__
+_set_transitions = _slots["transitions"].__set__
+_set_exited = _slots["exited"].__set__
+_set_entered = _slots["entered"].__set__
+
+
+def _macrostep(event: Event, transitions: list[Edge], exited: list[Node], entered: list[Node]) -> Macrostep:
+    """`Macrostep(event, tuple(transitions), ...)` at half the cost of a frozen dataclass's __init__
+    (one per event: the hot path). Sets the slots as __init__ would, without its checks."""
+    step: Macrostep = _new(Macrostep)
+    _set_event(step, event)
+    _set_transitions(step, tuple(transitions))
+    _set_exited(step, tuple(exited))
+    _set_entered(step, tuple(entered))
+    return step
+
+
 class Interpreter:
-    """Runs a chart's macrosteps; one instance per running chart."""
+    """Runs a chart's macrosteps; one instance per running chart.
+
+    `data` is the chart's data, seen by guards, actions and activities as `ctx.data`. `trace`, if
+    given, sees every step as it happens; `start()` and `process()` also return each macrostep as a
+    value.
+    """
 
     def __init__(self, chart: Chart, host: Host, data: Any = None, trace: TraceHook | None = None) -> None:
         self.chart = chart
@@ -65,7 +116,11 @@ class Interpreter:
         self._atomics: list[Node] | None = None
         self._history: dict[int, list[Node]] = {}
         self._generation = [0] * len(chart.states)
-        self._entered: list[tuple[Node, int]] = []
+        # What the running macrostep did (returned as its Macrostep); _entries: (state, generation) of each entry.
+        self._entries: list[tuple[Node, int]] = []
+        self._entered: list[Node] = []
+        self._exited: list[Node] = []
+        self._taken: list[Edge] = []
         self._candidates: dict[tuple[int, str | None], tuple[Edge, ...]] = {}
         self._failed_guards: set[int] = set()  # edges whose guard raised in this macrostep
         self._entry_order: dict[int, list[int]] = {}  # edge -> what it enters, for edges without history targets
@@ -85,29 +140,31 @@ class Interpreter:
     def generation(self, node: Node) -> int:
         return self._generation[node.index]
 
-    def start(self) -> None:
-        """Enter the initial configuration and run to completion."""
+    def start(self) -> Macrostep:
+        """Enter the initial configuration and run to completion; what it did (event `init`)."""
         if self.running:
             raise ChartAlreadyStartedError(f"chart {self.chart.name!r} already started")
         self.running = True
         self._step_time = self.host.now()
+        self._forget_step()  # what a stop() after the last macrostep exited
         to_enter: set[int] = set()
         history_content: dict[int, Edge] = {}
         self._add_descendants(self.chart.root, to_enter, history_content)
         self._enter(sorted(to_enter), history_content)
-        self._macrostep(START_EVENT)
+        return self._macrostep(START_EVENT)
 
-    def process(self, event: Event) -> None:
-        """Process one external event to completion (a macrostep)."""
+    def process(self, event: Event) -> Macrostep:
+        """Process one external event to completion (a macrostep) and return what it did.
+        Once the chart has ended, nothing happens (an empty `Macrostep`)."""
         if not self.running:
-            return
+            return Macrostep(event)
         if self._trace:
             self._step_time = self.host.now()
             self._emit("event", event=event.name)
         enabled = self._select(event.name, event)
         if enabled:
             self._microstep(enabled, event)
-        self._macrostep(event)
+        return self._macrostep(event)
 
     def stop(self) -> None:
         """Exit every active state (innermost first) and stop."""
@@ -279,6 +336,7 @@ class Interpreter:
     # -- steps ----------------------------------------------------------------------------
 
     def _microstep(self, edges: list[Edge], event: Event) -> None:
+        self._taken.extend(edges)
         if self._trace:
             for edge in edges:
                 self._emit(
@@ -313,6 +371,7 @@ class Interpreter:
         if node.on_exit:
             self._run(node.on_exit, event, node, "exit action")
         self.host.state_stopped(node)
+        self._exited.append(node)
         self._active.discard(node.index)
         self._generation[node.index] += 1  # timers of this visit are now stale
         self._atomics = None
@@ -325,7 +384,8 @@ class Interpreter:
             self._active.add(i)
             self._atomics = None
             self._generation[i] += 1
-            self._entered.append((node, self._generation[i]))
+            self._entries.append((node, self._generation[i]))
+            self._entered.append(node)
             if self._trace:
                 self._emit("entry", state=node.id)
             if node.on_entry:
@@ -364,13 +424,14 @@ class Interpreter:
             return all(self._in_final(r) for r in node.regions)
         return any(c.kind == "final" and c.index in self._active for c in node.children)
 
-    def _macrostep(self, event: Event) -> None:
-        self._last_event = event
+    def _macrostep(self, event: Event) -> Macrostep:
+        first = self._last_event = event
         steps = 0
         while self.running:
             steps += 1
             if steps > MAX_MICROSTEPS:
                 self.internal.clear()
+                self._forget_step()
                 raise LivelockError(
                     f"chart {self.chart.name!r}: no stable configuration after {MAX_MICROSTEPS} microsteps "
                     f"(eventless transitions or internal events cycle; active: {sorted(self.configuration)})"
@@ -386,14 +447,27 @@ class Interpreter:
                 if not enabled:
                     continue
             self._microstep(enabled, event)
-        entered, self._entered = self._entered, []
         self._failed_guards.clear()
         if not self.running:
             self.stop()
-            return
-        for node, gen in entered:
-            if node.index in self._active and self._generation[node.index] == gen:
-                self.host.state_started(node, gen)
+        else:
+            active, generation = self._active, self._generation
+            for node, gen in self._entries:
+                if node.index in active and generation[node.index] == gen:
+                    self.host.state_started(node, gen)
+        taken, exited, entered = self._taken, self._exited, self._entered
+        step = _macrostep(first, taken, exited, entered)
+        taken.clear()
+        exited.clear()
+        entered.clear()
+        self._entries.clear()
+        return step
+
+    def _forget_step(self) -> None:
+        self._entries.clear()
+        self._entered.clear()
+        self._exited.clear()
+        self._taken.clear()
 
     def _run(
         self, actions: Iterable[Callable[[ActionContext, Event], None]], event: Event, node: Node, where: str

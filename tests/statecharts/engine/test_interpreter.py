@@ -1,17 +1,22 @@
-"""`interpreter`: the semantics (SCXML 3.13 and Appendix D) on a `FakeHost`."""
+"""`interpreter`: the semantics (SCXML 3.13 and Appendix D) on a `FakeHost`, and each macrostep as a value."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from statecharts.engine import (
     ERROR_EXECUTION,
+    INIT,
     ActionContext,
     Chart,
     Event,
     Final,
     History,
+    Interpreter,
     LivelockError,
+    Macrostep,
     Parallel,
     State,
     always,
@@ -19,7 +24,7 @@ from statecharts.engine import (
     on,
 )
 
-from ..helpers import entries_exits, interpreter, log_to
+from ..helpers import FakeHost, entries_exits, interpreter, log_to
 
 
 def arm_band_chart(log: list[str] | None = None) -> Chart:
@@ -395,3 +400,87 @@ def test_eventless_cycle_raises_livelock_error() -> None:
     interp, _, _ = interpreter(chart)
     with pytest.raises(LivelockError, match="no stable configuration"):
         interp.process(Event("go"))
+
+
+# -- the macrostep as a value --------------------------------------------------------------------------
+
+
+def test_start_returns_the_initial_macrostep() -> None:
+    chart = arm_band_chart()
+    interp = Interpreter(chart, FakeHost())
+    step = interp.start()
+    assert step.event == Event(INIT)
+    assert step.transitions == () and step.exited == ()
+    assert step.entered_ids == ("cell", "idle")
+
+
+def test_process_returns_transitions_exits_and_entries_in_order() -> None:
+    """SCXML 3.13: a macrostep is the microsteps an external event causes, through the eventless
+    transitions and internal events that follow it, until the configuration is stable."""
+    chart = Chart(
+        "chain",
+        State(
+            "root",
+            State("a", State("a1", transitions=[on("go", "b")]), initial="a1"),
+            State("b", transitions=[always("c", action=lambda ctx, ev: ctx.raise_event("poke"))]),
+            State("c", transitions=[on("poke", "d")]),
+            State("d"),
+            initial="a",
+        ),
+    )
+    interp, rec, _ = interpreter(chart)
+    step = interp.process(Event("go"))
+    assert step.event == Event("go")
+    assert [(e.source.id, tuple(t.id for t in e.targets)) for e in step.transitions] == [
+        ("a1", ("b",)), ("b", ("c",)), ("c", ("d",))
+    ]
+    assert step.exited_ids == ("a1", "a", "b", "c")  # innermost first
+    assert step.entered_ids == ("b", "c", "d")
+    assert [n.id for n in step.entered] == [r.state for r in rec.of_kind("entry")][-3:]
+
+
+def test_a_macrostep_is_a_frozen_value() -> None:
+    chart = Chart("v", State("root", State("a", transitions=[on("go", "b")]), State("b"), initial="a"))
+    interp, _, _ = interpreter(chart)
+    step = interp.process(Event("go"))
+    by_hand = Macrostep(Event("go"), (chart["a"].transitions[0],), (chart["a"],), (chart["b"],))
+    assert step == by_hand and hash(step) == hash(by_hand)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        step.entered = ()  # type: ignore[misc]
+    assert interp.process(Event("nothing")) == Macrostep(Event("nothing"))
+
+
+def test_a_step_that_ends_the_chart_lists_every_state_it_left() -> None:
+    chart = Chart("end", State("root", State("p", State("a", transitions=[on("quit", "end")]), initial="a"),
+                               Final("end"), initial="p"))
+    interp, _, _ = interpreter(chart)
+    step = interp.process(Event("quit"))
+    assert step.exited_ids == ("a", "p", "end", "root") and step.entered_ids == ("end",)
+    assert interp.process(Event("again")) == Macrostep(Event("again"))  # ended: nothing happens
+
+
+def test_macrosteps_say_what_the_trace_says() -> None:
+    """Entries and exits, step after step, are the trace's, in the same order."""
+    interp, rec, _ = interpreter(arm_band_chart())
+    steps = [interp.process(Event(e)) for e in
+             ["start", "touch", "open_band", "lift", "go", "close_band", "stop", "start", "bogus", "stop"]]
+    entered = [n.id for s in steps for n in s.entered]
+    exited = [n.id for s in steps for n in s.exited]
+    assert entered == [r.state for r in rec.of_kind("entry")][2:]  # after the initial cell, idle
+    assert exited == [r.state for r in rec.of_kind("exit")]
+    assert [e.source.id for s in steps for e in s.transitions] == [r.state for r in rec.of_kind("transition")]
+
+
+def test_a_livelocked_step_leaves_nothing_behind_for_the_next() -> None:
+    chart = Chart(
+        "cycle",
+        State("root", State("idle", transitions=[on("go", "a"), on("ping", "idle")]),
+              State("a", transitions=[always("b"), on("ping", "idle")]),
+              State("b", transitions=[always("a"), on("ping", "idle")]), initial="idle"),
+    )
+    interp = Interpreter(chart, FakeHost())
+    interp.start()
+    with pytest.raises(LivelockError):
+        interp.process(Event("go"))
+    step = interp.process(Event("ping"))
+    assert len(step.transitions) == 1 and len(step.exited) == 1 and step.entered_ids == ("idle",)
