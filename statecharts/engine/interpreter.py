@@ -2,7 +2,7 @@
 
 `Interpreter` keeps the configuration and runs macrosteps synchronously; `start()` and `process()`
 return what each did as a `Macrostep`. Whatever takes time (activities, timers, delayed sends) is
-delegated to a `Host`: `ChartRunner` (the async runtime) in production, a plain recorder in tests.
+delegated to a `Host`: `ChartRunner` (the async runtime) in production, `testing.FakeHost` in tests.
 """
 
 from __future__ import annotations

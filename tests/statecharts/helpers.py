@@ -1,49 +1,19 @@
-"""Test helpers: a synchronous host and chart builders."""
+"""Test helpers: the engine's own testing kit (`statecharts.engine.testing`) and small chart builders."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from statecharts.engine import ActionContext, Chart, Event, Interpreter, Node, TraceRecorder
+from statecharts.engine import ActionContext, Chart, Event, Interpreter, TraceRecorder
+from statecharts.engine.testing import FakeHost, start
 
-
-class FakeHost:
-    """A synchronous host: time is set by hand, external posts are collected."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.external: list[Event] = []
-        self.started: list[str] = []
-        self.stopped: list[str] = []
-        self.scheduled: list[tuple[Event, float, str | None]] = []  # delayed sends, never delivered
-        self.cancelled: list[str] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def post(self, event: Event) -> None:
-        self.external.append(event)
-
-    def schedule(self, event: Event, delay: float, send_id: str | None) -> None:
-        self.scheduled.append((event, delay, send_id))
-
-    def cancel(self, send_id: str) -> None:
-        self.cancelled.append(send_id)
-
-    def state_started(self, node: Node, generation: int) -> None:
-        self.started.append(node.id)
-
-    def state_stopped(self, node: Node) -> None:
-        self.stopped.append(node.id)
+__all__ = ["FakeHost", "entries_exits", "interpreter", "log_to"]
 
 
 def interpreter(chart: Chart, data: Any = None) -> tuple[Interpreter, TraceRecorder, FakeHost]:
-    rec = TraceRecorder()
-    host = FakeHost()
-    interp = Interpreter(chart, host, data, rec)
-    interp.start()
-    return interp, rec, host
+    """A started interpreter on a `FakeHost`, with its trace (`testing.start`)."""
+    return start(chart, data)
 
 
 def log_to(log: list[str], text: str) -> Callable[[ActionContext, Event], None]:

@@ -23,8 +23,9 @@ from statecharts.engine import (
     done_state,
     on,
 )
+from statecharts.engine.testing import FakeHost
 
-from ..helpers import FakeHost, entries_exits, interpreter, log_to
+from ..helpers import entries_exits, interpreter, log_to
 
 
 def arm_band_chart(log: list[str] | None = None) -> Chart:
