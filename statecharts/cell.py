@@ -104,15 +104,15 @@ class CellData:
 
 
 @activity("state_complete")
-async def complete_at_once(ctx: ActivityContext) -> None:
+async def complete_at_once(ctx: ActivityContext[CellData]) -> None:
     """Resetting, starting, unholding, unsuspending, clearing: nothing to wait for yet."""
     await anyio.lowlevel.checkpoint()
     ctx.post("state_complete")
 
 
 @activity("cycle.done", "task.starved", "cycles.finished")
-async def execute_cycles(ctx: ActivityContext) -> None:
-    data: CellData = ctx.data
+async def execute_cycles(ctx: ActivityContext[CellData]) -> None:
+    data = ctx.data
     while data.max_cycles is None or data.cycles - data.interrupted < data.max_cycles:
         seq = data.seq
         data.seq += 1
@@ -134,10 +134,10 @@ async def execute_cycles(ctx: ActivityContext) -> None:
 
 
 @activity("state_complete", "safe.failed")
-async def finish(ctx: ActivityContext) -> None:
+async def finish(ctx: ActivityContext[CellData]) -> None:
     """Completing: after the last cycle the arm is already out of the pod; after a Complete that cut a task short
     it is made safe first, as holding and stopping do."""
-    data: CellData = ctx.data
+    data = ctx.data
     if not data.cut_short:
         await anyio.lowlevel.checkpoint()
         ctx.post("state_complete")
@@ -148,23 +148,23 @@ async def finish(ctx: ActivityContext) -> None:
 
 
 @activity("state_complete", "safe.failed")
-async def make_safe(ctx: ActivityContext) -> None:
+async def make_safe(ctx: ActivityContext[CellData]) -> None:
     """Holding, suspending, stopping: retract the arm, let the band close."""
-    data: CellData = ctx.data
+    data = ctx.data
     problem = await make_arm_safe(data.workcell, data.config)
     ctx.post("state_complete") if problem is None else ctx.post("safe.failed", problem)
 
 
 @activity("state_complete")
-async def halt(ctx: ActivityContext) -> None:
-    data: CellData = ctx.data
+async def halt(ctx: ActivityContext[CellData]) -> None:
+    data = ctx.data
     await bounded(data.config.retract_timeout_s, data.workcell.halt)
     ctx.post("state_complete")
 
 
 @activity("interlock.tripped")
-async def watch_interlocks(ctx: ActivityContext) -> None:
-    data: CellData = ctx.data
+async def watch_interlocks(ctx: ActivityContext[CellData]) -> None:
+    data = ctx.data
     async for value in data.workcell.interlocks():
         if not value.ok:
             ctx.post("interlock.tripped", f"interlock: {value.detail or 'not ok'}")
@@ -175,9 +175,9 @@ async def watch_interlocks(ctx: ActivityContext) -> None:
 # -- actions -------------------------------------------------------------------------------------------------
 
 
-def check_repeats(ctx: ActionContext, event: Event) -> None:
+def check_repeats(ctx: ActionContext[CellData], event: Event) -> None:
     """A fault that repeats `limit` times in a row (same reason, within the window) raises ``alarm``."""
-    data: CellData = ctx.data
+    data = ctx.data
     rule, report = data.fault_repeat, event.data
     if rule is None:
         return
@@ -192,28 +192,28 @@ def check_repeats(ctx: ActionContext, event: Event) -> None:
         ctx.raise_event("alarm", f"the same fault {len(data.streak)} times in a row: {report.reason}")
 
 
-def note_alarm(ctx: ActionContext, event: Event) -> None:
+def note_alarm(ctx: ActionContext[CellData], event: Event) -> None:
     ctx.data.alarm = str(event.data)
     ctx.data.streak.clear()
 
 
-def note_cut_short(ctx: ActionContext, event: Event) -> None:
+def note_cut_short(ctx: ActionContext[CellData], event: Event) -> None:
     ctx.data.cut_short = True
 
 
-def acknowledge_alarm(ctx: ActionContext, event: Event) -> None:
+def acknowledge_alarm(ctx: ActionContext[CellData], event: Event) -> None:
     ctx.data.alarm = ""
 
 
-def new_run(ctx: ActionContext, event: Event) -> None:
+def new_run(ctx: ActionContext[CellData], event: Event) -> None:
     ctx.data.cycles = ctx.data.interrupted = 0  # max_cycles counts from each reset; counts are totals
 
 
-def note_starved(ctx: ActionContext, event: Event) -> None:
+def note_starved(ctx: ActionContext[CellData], event: Event) -> None:
     ctx.data.last_starved = event.data
 
 
-def note_reason(ctx: ActionContext, event: Event) -> None:
+def note_reason(ctx: ActionContext[CellData], event: Event) -> None:
     data = event.data
     ctx.data.stop_reason = str(getattr(data, "error", None) or data or event.name)
 

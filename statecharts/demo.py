@@ -42,13 +42,13 @@ class DemoData:
 
 
 @activity("arrived")
-async def move_to_bin(ctx: ActivityContext) -> None:
+async def move_to_bin(ctx: ActivityContext[DemoData]) -> None:
     await anyio.sleep(ctx.data.move_s)
     ctx.post("arrived")
 
 
 @activity("inserted", "contact")
-async def guarded_insert(ctx: ActivityContext) -> None:
+async def guarded_insert(ctx: ActivityContext[DemoData]) -> None:
     await anyio.sleep(ctx.data.insert_s)
     if ctx.data.contacts > 0:
         ctx.data.contacts -= 1
@@ -57,7 +57,7 @@ async def guarded_insert(ctx: ActivityContext) -> None:
         ctx.post("inserted")
 
 
-def count_cycle(ctx: ActionContext, event: Event) -> None:
+def count_cycle(ctx: ActionContext[DemoData], event: Event) -> None:
     ctx.data.cycles += 1
 
 

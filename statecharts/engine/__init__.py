@@ -5,7 +5,7 @@ Imports nothing of the project; charts are plain Python (see `model`).
 
 from .clock import Clock, RealClock, VirtualClock, now
 from .compiled import Chart, Edge, Node
-from .context import ActionContext, ActivityContext
+from .context import Action, ActionContext, ActivityContext, ActivityFn, DoneData, Guard
 from .errors import (
     ChartAlreadyStartedError,
     ChartDefinitionError,
@@ -69,10 +69,12 @@ __all__ = [
     "ERROR_EXECUTION",
     "INIT",
     "TIMER_PREFIX",
+    "Action",
     "ActionContext",
     "Activity",
     "ActivityContext",
     "ActivityFailure",
+    "ActivityFn",
     "Cancel",
     "Chart",
     "ChartAlreadyStartedError",
@@ -80,12 +82,14 @@ __all__ = [
     "ChartFinishedError",
     "ChartRunner",
     "Clock",
+    "DoneData",
     "DuplicateStateError",
     "Edge",
     "Event",
     "ExecutionFailure",
     "Final",
     "FinalStateTransitionError",
+    "Guard",
     "History",
     "HistoryStateError",
     "Host",

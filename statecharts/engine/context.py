@@ -1,23 +1,43 @@
-"""What actions, guards and activities see of the running chart."""
+"""What actions, guards and activities see of the running chart, and their types.
+
+Both contexts are generic over the chart's data, the object given as `Interpreter(..., data)` /
+`ChartRunner(..., data=)` and seen as `ctx.data`. Annotate a guard, action or activity with the
+chart's data type and the type checker checks what it does with it::
+
+    def has_room(ctx: ActionContext[BinData], event: Event) -> bool:
+        return ctx.data.free > 0          # checked: BinData has `free`
+
+`Guard[D]`, `Action[D]`, `DoneData[D]` and `ActivityFn[D]` are the shapes the model takes (bare,
+they mean `...[Any]`). The parameter exists for the type checker only: at run time a context is
+the same object whatever its data.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import InvalidSendError, UndeclaredEventError
 from .events import Event, valid_delay
-from .model import Activity
 
 if TYPE_CHECKING:
     from .interpreter import Interpreter
+    from .model import Activity
+
+D = TypeVar("D")
+
+__all__ = ["Action", "ActionContext", "ActivityContext", "ActivityFn", "D", "DoneData", "Guard"]
 
 
-class ActionContext:
-    """Passed to guards and entry/exit/transition actions (synchronous, quick)."""
+class ActionContext(Generic[D]):
+    """Passed to guards, entry/exit/transition actions and donedata (synchronous, quick).
+
+    One per running chart (`Interpreter.ctx`); `data` is the chart's data.
+    """
 
     __slots__ = ("_interp", "data")
 
-    def __init__(self, interp: Interpreter, data: Any) -> None:
+    def __init__(self, interp: Interpreter[D], data: D) -> None:
         self._interp = interp
         self.data = data
 
@@ -63,12 +83,16 @@ class ActionContext:
         return self._interp.is_active(state_id)
 
 
-class ActivityContext:
-    """Passed to an activity; `post` is how it reports back to the chart."""
+class ActivityContext(Generic[D]):
+    """Passed to an activity; `post` is how it reports back to the chart.
+
+    One per started activity: `state` is the id of the state it runs in, `data` the chart's data,
+    `live` false once that state was left (the activity is being cancelled; posts are dropped).
+    """
 
     __slots__ = ("_interp", "_live", "activity", "data", "state")
 
-    def __init__(self, interp: Interpreter, activity: Activity, state: str, data: Any) -> None:
+    def __init__(self, interp: Interpreter[D], activity: Activity, state: str, data: D) -> None:
         self._interp = interp
         self._live = True
         self.activity = activity
@@ -92,3 +116,15 @@ class ActivityContext:
             )
         if self._live:
             self._interp.host.post(Event(name, data))
+
+
+Guard = Callable[[ActionContext[D], Event], bool]
+"""A transition's condition: `guard(ctx, event) -> bool`. One that raises counts as false and queues
+`error.execution` (once per macrostep)."""
+Action = Callable[[ActionContext[D], Event], None]
+"""An entry, exit, transition or history-default action: `action(ctx, event)`, quick and synchronous.
+One that raises queues `error.execution`; the actions after it still run."""
+DoneData = Callable[[ActionContext[D]], Any]
+"""A final state's `donedata(ctx) -> data`, the data of its parent's `done.state.<id>` event."""
+ActivityFn = Callable[[ActivityContext[D]], Awaitable[None]]
+"""An activity's body: `async def fn(ctx)`, run while its state is active, reporting with `ctx.post`."""

@@ -8,12 +8,12 @@ delegated to a `Host`: `ChartRunner` (the async runtime) in production, `testing
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol
 
 from .compiled import Chart, Edge, Node, transition_domain
-from .context import ActionContext
+from .context import Action, ActionContext, D
 from .errors import ChartAlreadyStartedError, LivelockError
 from .events import ERROR_EXECUTION, INIT, TIMER_PREFIX, Event, ExecutionFailure, done_state
 from .model import callable_name
@@ -94,18 +94,18 @@ def _macrostep(event: Event, transitions: list[Edge], exited: list[Node], entere
     return step
 
 
-class Interpreter:
+class Interpreter(Generic[D]):
     """Runs a chart's macrosteps; one instance per running chart.
 
-    `data` is the chart's data, seen by guards, actions and activities as `ctx.data`. `trace`, if
-    given, sees every step as it happens; `start()` and `process()` also return each macrostep as a
-    value.
+    `data` is the chart's data, seen by guards, actions and activities as `ctx.data` (its type is
+    the `D` of their `ActionContext[D]`). `trace`, if given, sees every step as it happens;
+    `start()` and `process()` also return each macrostep as a value.
     """
 
-    def __init__(self, chart: Chart, host: Host, data: Any = None, trace: TraceHook | None = None) -> None:
+    def __init__(self, chart: Chart, host: Host, data: D = None, trace: TraceHook | None = None) -> None:  # type: ignore[assignment]
         self.chart = chart
         self.host = host
-        self.ctx = ActionContext(self, data)
+        self.ctx: ActionContext[D] = ActionContext(self, data)
         self.internal: deque[Event] = deque()
         self.running = False
         self.final: str | None = None
@@ -469,9 +469,7 @@ class Interpreter:
         self._exited.clear()
         self._taken.clear()
 
-    def _run(
-        self, actions: Iterable[Callable[[ActionContext, Event], None]], event: Event, node: Node, where: str
-    ) -> None:
+    def _run(self, actions: Iterable[Action[D]], event: Event, node: Node, where: str) -> None:
         for fn in actions:
             try:
                 fn(self.ctx, event)

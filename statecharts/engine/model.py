@@ -9,25 +9,45 @@ the declarative `send(...)`/`cancel(...)`; `Chart(name, root)` validates and com
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from .context import Action, ActionContext, ActivityFn, DoneData, Guard
 from .errors import InvalidSendError
 from .events import Event, valid_delay
 
-if TYPE_CHECKING:
-    from .context import ActionContext, ActivityContext
+__all__ = [
+    "EVENT_DESCRIPTOR",
+    "STATE_ID",
+    "Action",
+    "Activity",
+    "ActivityFn",
+    "Cancel",
+    "DoneData",
+    "Event",
+    "Final",
+    "Guard",
+    "History",
+    "Kind",
+    "Parallel",
+    "Send",
+    "State",
+    "Transition",
+    "activity",
+    "after",
+    "always",
+    "callable_name",
+    "cancel",
+    "on",
+    "send",
+    "valid_delay",
+]
 
 STATE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # SCXML event descriptors: dotted tokens, optional trailing ".*", or "*".
 EVENT_DESCRIPTOR = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$")
 
-
-Guard = Callable[["ActionContext", Event], bool]
-Action = Callable[["ActionContext", Event], None]
-DoneData = Callable[["ActionContext"], Any]
-ActivityFn = Callable[["ActivityContext"], Awaitable[None]]
 Kind = Literal["state", "parallel", "final", "history"]
 
 
@@ -279,4 +299,3 @@ class History:
 
     def __repr__(self) -> str:
         return f"History({self.id!r}{', deep=True' if self.deep else ''})"
-

@@ -6,14 +6,14 @@ import heapq
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Generic
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from .compiled import Chart, Node
-from .context import ActivityContext
+from .context import ActivityContext, D
 from .errors import ChartFinishedError, UnknownStateError
 from .events import ERROR_ACTIVITY, ActivityFailure, Event
 from .interpreter import Interpreter
@@ -31,7 +31,7 @@ class _Running:
         self.ctx = ctx
 
 
-class ChartRunner:
+class ChartRunner(Generic[D]):
     """Runs one chart: `await tg.start(runner.run)`, then `runner.post(...)`.
 
     External events are processed one macrostep at a time in posting order; timers
@@ -44,14 +44,14 @@ class ChartRunner:
         self,
         chart: Chart,
         *,
-        data: Any = None,
+        data: D = None,  # type: ignore[assignment]
         trace: TraceHook | Sequence[TraceHook] = (),
         burst: int = 64,
     ) -> None:
         hooks = (trace,) if callable(trace) else tuple(trace)
         self.chart = chart
         self._hooks = hooks
-        self.interpreter = Interpreter(chart, self, data, self._dispatch if hooks else None)
+        self.interpreter: Interpreter[D] = Interpreter(chart, self, data, self._dispatch if hooks else None)
         self._queue: deque[Event] = deque()
         self._wakeup: anyio.Event | None = None
         self._idle: anyio.Event | None = None
@@ -124,7 +124,7 @@ class ChartRunner:
                 keep.append((state_id, done))
         self._state_waiters = keep
 
-    async def run(self, *, task_status: TaskStatus[ChartRunner] = anyio.TASK_STATUS_IGNORED) -> str | None:
+    async def run(self, *, task_status: TaskStatus[ChartRunner[D]] = anyio.TASK_STATUS_IGNORED) -> str | None:
         """Enter the chart and process events until it reaches a top-level final state."""
         try:
             async with anyio.create_task_group() as tg:
@@ -281,10 +281,10 @@ class ChartRunner:
 
 @asynccontextmanager
 async def running(
-    chart: Chart, *, data: Any = None, trace: TraceHook | Sequence[TraceHook] = ()
-) -> AsyncIterator[ChartRunner]:
+    chart: Chart, *, data: D = None, trace: TraceHook | Sequence[TraceHook] = ()  # type: ignore[assignment]
+) -> AsyncIterator[ChartRunner[D]]:
     """`async with running(chart) as runner:` runs the chart for the block's duration."""
-    runner = ChartRunner(chart, data=data, trace=trace)
+    runner: ChartRunner[D] = ChartRunner(chart, data=data, trace=trace)
     async with anyio.create_task_group() as tg:
         await tg.start(runner.run)
         try:

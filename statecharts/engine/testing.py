@@ -31,6 +31,7 @@ import anyio
 
 from .clock import VirtualClock
 from .compiled import Chart, Node
+from .context import D
 from .events import Event
 from .interpreter import Interpreter, Macrostep
 from .runtime import ChartRunner
@@ -99,7 +100,7 @@ class FakeHost:
     def state_stopped(self, node: Node) -> None:
         self.stopped.append(node.id)  # its timers go stale: their generation no longer matches
 
-    def _pop_due(self, interp: Interpreter, until: float) -> tuple[float, Event] | None:
+    def _pop_due(self, interp: Interpreter[Any], until: float) -> tuple[float, Event] | None:
         while self._due and self._due[0][0] <= until:
             due, seq, event, node, gen = heapq.heappop(self._due)
             if node is None:
@@ -110,21 +111,21 @@ class FakeHost:
         return None
 
 
-def start(chart: Chart, data: Any = None) -> tuple[Interpreter, TraceRecorder, FakeHost]:
+def start(chart: Chart, data: D = None) -> tuple[Interpreter[D], TraceRecorder, FakeHost]:  # type: ignore[assignment]
     """A started interpreter of `chart` on a fresh `FakeHost`, with a `TraceRecorder` as its trace."""
     rec = TraceRecorder()
     host = FakeHost()
-    interp = Interpreter(chart, host, data, rec)
+    interp: Interpreter[D] = Interpreter(chart, host, data, rec)
     interp.start()
     return interp, rec, host
 
 
-def drive(interp: Interpreter, *events: str | Event) -> list[Macrostep]:
+def drive(interp: Interpreter[Any], *events: str | Event) -> list[Macrostep]:
     """Process `events` in order (names or `Event`s), one macrostep each; what each did."""
     return [interp.process(e if isinstance(e, Event) else Event(e)) for e in events]
 
 
-def advance(interp: Interpreter, seconds: float) -> list[Macrostep]:
+def advance(interp: Interpreter[Any], seconds: float) -> list[Macrostep]:
     """Let `seconds` pass on the interpreter's `FakeHost`: each after() timer and delayed send that
     falls due is processed at its due time, in due order (sends due together in send order), as
     `ChartRunner` would; a timer of a state left meanwhile, or a cancelled send, is dropped. The
@@ -201,7 +202,7 @@ def run_script(
     many (virtual) seconds pass. Stops at the end of the script, or earlier if the chart ends."""
     rec = TraceRecorder()
     configurations: list[frozenset[str]] = []
-    runner = ChartRunner(chart, data=data, trace=rec)
+    runner: ChartRunner[Any] = ChartRunner(chart, data=data, trace=rec)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:

@@ -11,15 +11,15 @@ from statecharts.engine.testing import FakeHost, start
 __all__ = ["FakeHost", "entries_exits", "interpreter", "log_to"]
 
 
-def interpreter(chart: Chart, data: Any = None) -> tuple[Interpreter, TraceRecorder, FakeHost]:
+def interpreter(chart: Chart, data: Any = None) -> tuple[Interpreter[Any], TraceRecorder, FakeHost]:
     """A started interpreter on a `FakeHost`, with its trace (`testing.start`)."""
     return start(chart, data)
 
 
-def log_to(log: list[str], text: str) -> Callable[[ActionContext, Event], None]:
+def log_to(log: list[str], text: str) -> Callable[[ActionContext[Any], Event], None]:
     """An action appending `text` to `log`."""
 
-    def act(ctx: ActionContext, event: Event) -> None:
+    def act(ctx: ActionContext[Any], event: Event) -> None:
         log.append(text)
 
     act.__name__ = f"log_{text.replace(':', '_').replace(' ', '_')}"

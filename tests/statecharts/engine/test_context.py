@@ -1,4 +1,5 @@
-"""`context`: what actions and guards can do through `ActionContext` (send, cancel), checked at the call."""
+"""`context`: what actions and guards can do through `ActionContext` (send, cancel, checked at the call),
+and the contexts' data type."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from statecharts.engine import (
     ERROR_EXECUTION,
     ActionContext,
+    ActivityContext,
     Chart,
     Event,
     ExecutionFailure,
@@ -75,3 +77,17 @@ def test_bad_send_id_is_an_invalid_send_error() -> None:
     interp, _, host = interpreter(chart)
     interp.process(Event("go"))
     assert host.scheduled == [] and isinstance(seen[0].error, InvalidSendError)
+
+
+def test_contexts_generic_over_the_data_are_the_same_objects_at_run_time() -> None:
+    """`ActionContext[D]` / `ActivityContext[D]` exist for the type checker (typing_contexts.py, checked
+    by mypy): at run time a context is a plain slotted object, whatever its data."""
+    from . import typing_contexts as typed
+
+    interp, runner = typed.data_types_flow_to_the_contexts()
+    assert type(interp.ctx) is ActionContext and not hasattr(interp.ctx, "__dict__")
+    assert ActionContext.__slots__ == ("_interp", "data") and "__dict__" not in ActivityContext.__slots__
+    assert runner.interpreter.ctx.data == typed.Bin(2)
+    interp.process(Event("item"))
+    assert interp.is_active("full") and interp.ctx.data.free == 0
+    assert not typed.has_room(interp.ctx, Event("item"))

@@ -41,7 +41,7 @@ class Grip:
 
 
 def grip_chart() -> Chart:
-    def count(ctx: ActionContext, event: Event) -> None:
+    def count(ctx: ActionContext[Grip], event: Event) -> None:
         ctx.data.tries += 1
 
     return Chart(
@@ -112,7 +112,7 @@ def test_fake_host_and_runner_agree_on_a_timed_script() -> None:
 
 def test_run_script_runs_activities_and_reports_the_end() -> None:
     @activity("arrived")
-    async def move(ctx: ActivityContext) -> None:
+    async def move(ctx: ActivityContext[Grip]) -> None:
         await anyio.sleep(1.5)
         ctx.data.tries += 1
         ctx.post("arrived")
