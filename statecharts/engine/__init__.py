@@ -1,6 +1,27 @@
 """A domain-free async statechart engine (Harel/SCXML semantics on anyio).
 
-Imports nothing of the project; charts are plain Python (see `model`).
+Imports nothing of the project; charts are plain Python. The modules, in the order they build on
+each other:
+
+    errors       every exception, under `StatechartError` (who raises each, and when)
+    events       `Event`, the names the engine reserves (`done_state(id)`, `ERROR_EXECUTION`, ...)
+                 and the payloads of its own events (`ExecutionFailure`, `ActivityFailure`)
+    context      what guards, actions and activities see (`ActionContext[D]`, `ActivityContext[D]`)
+                 and their types (`Guard[D]`, `Action[D]`, ...)
+    model        the chart as written: `State`, `Parallel`, `Final`, `History`, `on`/`after`/`always`,
+                 `send`/`cancel`, `@activity`; `State` and `Activity` tell their lifecycle
+    guards       declarative guards the exports understand: `In(state)`
+    compiled     `Chart(name, root)`: validated and indexed (`Node`, `Edge`)
+    interpreter  the semantics, free of I/O: `Interpreter` runs macrosteps (each returned as a
+                 `Macrostep`) and hands time and tasks to a `Host`
+    runtime      `ChartRunner` / `running(chart)`: the `Host` on anyio, with activities and timers
+    clock        `RealClock`, `VirtualClock` (looptime): which loop, so how time passes
+    trace        `TraceRecord`, `TraceRecorder`: every step as it happens
+    check        static checks (`check(chart)`); export: Mermaid and SCXML (`to_mermaid`, `to_scxml`)
+    testing      for chart authors' tests: `FakeHost`, `start`, `drive`, configuration predicates
+
+What is re-exported here is the API a chart and its runner need; `check`, `export` and `testing` are
+imported by name.
 """
 
 from .clock import Clock, RealClock, VirtualClock, now

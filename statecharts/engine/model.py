@@ -3,7 +3,7 @@
 A chart is written as nested `State`, `Parallel`, `Final` and `History` nodes with
 `on(...)`, `after(...)` and `always(...)` transitions, and actions that are functions or
 the declarative `send(...)`/`cancel(...)`; `Chart(name, root)` validates and compiles it
-(see `compiled.py`).
+(see `compiled.py`). `State` documents when each part of a state runs.
 """
 
 from __future__ import annotations
@@ -167,7 +167,24 @@ def cancel(id: str) -> Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """An async function run while its state is active; it ends by posting an event."""
+    """An async function run while its state is active; it ends by posting an event.
+
+    Declared with `@activity("event", ...)`, naming every event it may `ctx.post`, and given to a
+    state's `activities`. Its lifecycle, under `ChartRunner` (a `Host` decides; see `State`):
+
+    - **started** once per visit of its state, at the end of the macrostep that entered the state
+      (after every entry action and eventless transition of that step; a state entered and left
+      within one macrostep starts nothing), as a task in the runner's task group, with a fresh
+      `ActivityContext` (`ctx.state`, `ctx.data`, `ctx.live`);
+    - it **reports** with `ctx.post(name, data)`: an external event, queued behind those already
+      posted. Posting an event not in `posts` raises `UndeclaredEventError` in the activity;
+    - it **returns**: nothing else happens (the state stays active; the event it posted moves on);
+    - it **raises** an `Exception`: the runner posts `error.activity` with an `ActivityFailure`
+      (the chart goes on; `check` flags an activity whose state handles no `error.activity`);
+    - it is **cancelled** when its state is exited: `ctx.live` turns false, its cancel scope is
+      cancelled (its `finally` blocks run at its next await), and whatever it posts from then on
+      is dropped. A state left before the activity first ran never runs its body.
+    """
 
     fn: ActivityFn
     posts: tuple[str, ...] = ()
@@ -199,6 +216,30 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
 
 class State:
     """A state: atomic when it has no children, compound otherwise.
+
+    Lifecycle of a state (SCXML 3.13 and Appendix D, as `Interpreter` runs it):
+
+    1. **Entry.** A transition (or `start()`) enters states outermost first, in document order.
+       Each is added to the configuration, then its `on_entry` actions run in order, given the
+       event that caused the entry (`init` on start); when a history of the state takes its
+       default transition, that transition's action runs next. A `Final` then completes its parent
+       (`done.state.<parent>`, with its donedata, on the internal queue); a top-level final ends
+       the chart.
+    2. **Start.** When the macrostep is over (no eventless transition enabled, the internal queue
+       empty), every state entered in it and still active is started (`Host.state_started`): its
+       activities begin (see `Activity`) and its `after()` timers are armed, counting from then.
+       A state entered and exited within one macrostep starts nothing.
+    3. **Active.** Its transitions (and its ancestors') are candidates for each event; an `after(s)`
+       timer fires `s` seconds after the start, as a private external event that only this visit's
+       after() transitions see.
+    4. **Exit.** A transition whose domain contains it exits it, innermost first, after the
+       histories of the exited states were recorded: its `on_exit` actions run, then its activities
+       are cancelled and its timers disarmed (`Host.state_stopped`; a timer event of this visit
+       already queued is ignored). Stopping the chart exits every active state the same way.
+
+    A delayed send (`ctx.send(..., delay=)`, `send(...)`) belongs to the chart, not to the state
+    that sent it: exiting that state keeps it pending; it dies with the chart. An action or guard
+    that raises does not stop any of this: it queues `error.execution`.
 
     `initial` (compound states only) names what entering the state by default enters, as
     SCXML's `initial` attribute (3.3): a child, a deeper descendant (its ancestors up to this

@@ -37,7 +37,9 @@ class ChartRunner(Generic[D]):
     External events are processed one macrostep at a time in posting order; timers
     (`after`) and delayed sends (`ctx.send(..., delay=...)`) fire on the event loop's clock,
     which is virtual under `VirtualClock`. A timer dies with its state, a delayed send with
-    the chart (when `run` returns).
+    the chart (when `run` returns). The runner is the interpreter's `Host`: it starts a state's
+    activities and arms its timers when the interpreter says the state started, and cancels them
+    when it stops (the lifecycle is told in `model.State` and `model.Activity`).
     """
 
     def __init__(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 import pytest
@@ -22,6 +23,7 @@ from statecharts.engine import (
     VirtualClock,
     activity,
     after,
+    always,
     on,
     running,
 )
@@ -408,3 +410,54 @@ def test_activity_of_a_state_left_before_the_activity_ran_never_starts() -> None
 
     VirtualClock().run(main)
     assert ran == []
+
+
+def test_state_lifecycle_runs_as_model_state_documents_it() -> None:
+    """Entry actions first; activities and timers start when the macrostep is over, only for states
+    still active then; on exit the exit actions run, then the activity is cancelled (its `finally`
+    runs) and the timer disarmed."""
+    log: list[str] = []
+
+    def note(text: str) -> Any:
+        return lambda ctx, event: log.append(text)
+
+    @activity()
+    async def work(ctx: ActivityContext) -> None:
+        log.append(f"work starts in {ctx.state}")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            log.append(f"work cancelled, live={ctx.live}")
+
+    chart = Chart(
+        "life",
+        State(
+            "root",
+            State("idle", transitions=[on("go", "passing")]),
+            State("passing", activities=work, on_entry=note("entry passing"), on_exit=note("exit passing"),
+                  transitions=[always("s")]),
+            State("s", activities=work, on_entry=note("entry s"), on_exit=note("exit s"),
+                  transitions=[on("stop", "idle"), after(10, "idle", action=note("timer"))]),
+            initial="idle",
+        ),
+    )
+    rec = TraceRecorder()
+
+    async def main() -> None:
+        async with running(chart, trace=rec) as runner:
+            runner.post("go")
+            await anyio.sleep(1)
+            runner.post("stop")
+            await anyio.sleep(20)  # s's 10 s timer died with its visit
+
+    VirtualClock().run(main)
+    assert log == ["entry passing", "exit passing", "entry s", "work starts in s", "exit s",
+                   "work cancelled, live=False"]
+    kinds = [(r.kind, r.state) for r in rec.records if r.kind in ("entry", "exit", "activity.start", "activity.stop")]
+    assert kinds == [
+        ("entry", "root"), ("entry", "idle"),
+        ("exit", "idle"), ("entry", "passing"), ("exit", "passing"), ("entry", "s"), ("activity.start", "s"),  # go
+        ("exit", "s"), ("activity.stop", "s"), ("entry", "idle"),  # stop
+        ("exit", "idle"), ("exit", "root"),  # the chart stops at the block's end
+    ]
+    assert not any(r.kind == "event" and r.event == timer_event("s", 0) for r in rec.records)
