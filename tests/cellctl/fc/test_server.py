@@ -246,7 +246,11 @@ async def test_reports_arrive_as_events_wait_in_the_queue_until_acknowledged_and
         assert [json.loads(t)["report_id"] for t in await fc.read("Cellctl.PendingReports")] == [handoff.report_id]
         events = await fc.report_events()
         await events.until(lambda e: e.ReportId == handoff.report_id)
-        entry = store.get(handoff.report_id)
+        # The server counts a delivery (in its worker thread) just after it sent the event: wait for the count,
+        # bounded. No event marks that write, so it is polled.
+        with anyio.fail_after(5):
+            while (entry := store.get(handoff.report_id)) is not None and entry.deliveries < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
         assert entry is not None and entry.deliveries >= 2
         assert await fc.call("Cellctl", "AcknowledgeReports", ua.Variant([handoff.report_id, 999],
                                                                          ua.VariantType.UInt64), ns=fc.ns) == 1
