@@ -126,8 +126,13 @@ class IdleControl:
         return CellCounters()
 
 
+def _only_reports() -> RuntimeError:
+    return RuntimeError("bench/fc.py's NullWorkcell takes reports only: no motion or perception call is benched")
+
+
 class NullWorkcell:
-    """The port under ReportingWorkcell: `report` does nothing (the bench calls nothing else)."""
+    """The port under ReportingWorkcell: `report` does nothing; the bench calls nothing else, so the motion and
+    perception calls refuse by name (a bench that reached one would be measuring something else)."""
 
     async def report(self, report: TaskReport) -> None:
         return None
@@ -139,22 +144,22 @@ class NullWorkcell:
         return None
 
     async def move(self, motion: Motion) -> MotionResult:
-        raise NotImplementedError
+        raise _only_reports()
 
     async def set_hook(self, down: bool, timeout_s: float) -> MotionResult:
-        raise NotImplementedError
+        raise _only_reports()
 
     async def plan_stow(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
-        raise NotImplementedError
+        raise _only_reports()
 
     async def verify_stow(self, item: ItemArrival, option: StowOption) -> Verification:
-        raise NotImplementedError
+        raise _only_reports()
 
     async def check_pick(self, order: PickOrder) -> Eligibility:
-        raise NotImplementedError
+        raise _only_reports()
 
     async def plan_pick(self, order: PickOrder) -> PickPlan:
-        raise NotImplementedError
+        raise _only_reports()
 
     async def halt(self) -> None:
         return None
