@@ -26,6 +26,14 @@ class FrameError(ValueError):
     """A depth frame or its intrinsics are malformed."""
 
 
+class CameraError(Exception):
+    """A camera cannot be opened or streamed: no such device, a stream it does not offer, an SDK failure.
+
+    The message names the camera and what it lacks (e.g. the streams it does offer); the SDK's own error, if
+    any, is its `__cause__`.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Intrinsics:
     """Pinhole intrinsics in pixels."""
@@ -70,12 +78,18 @@ class Intrinsics:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DepthFrame:
-    """One depth image: `depth[v, u]` in metres (NaN = no return)."""
+    """One depth image: `depth[v, u]` in metres (NaN = no return).
+
+    `color`, when the camera gives one, is uint8 RGB [H, W, 3] of the depth image's size and registered with it
+    pixel for pixel: `color[v, u]` is what the colour camera saw along depth pixel (v, u)'s ray (the source
+    reprojects one image into the other's camera; where that is unknown the pixel is black). None: no colour.
+    """
 
     seq: int
     timestamp: float
     intrinsics: Intrinsics
     depth: np.ndarray
+    color: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k = self.intrinsics
@@ -89,6 +103,13 @@ class DepthFrame:
         valid = d[~np.isnan(d)]
         if valid.size and (valid.min() < 0 or valid.max() > MAX_RANGE_M or not np.all(np.isfinite(valid))):
             raise FrameError(f"depth values must lie in [0, {MAX_RANGE_M}] m or be NaN")
+        c = self.color
+        if c is not None:
+            if not isinstance(c, np.ndarray) or c.dtype != np.uint8:
+                raise FrameError(f"color must be a uint8 numpy array, got {getattr(c, 'dtype', type(c).__name__)}")
+            if c.shape != (k.height, k.width, 3):
+                raise FrameError(f"color shape {c.shape} does not match the depth image: want ({k.height}, "
+                                 f"{k.width}, 3) RGB registered with the depth")
 
     @property
     def valid_fraction(self) -> float:

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
 
 from .camera import DepthFrame, DepthFrameSource, FrameError, Intrinsics
 
-KEYS = ("depth", "intrinsics", "timestamp", "seq")
+KEYS = ("depth", "intrinsics", "timestamp", "seq")  # and "color" when the frame has one
 
 
 def save_frame(directory: Path, frame: DepthFrame) -> Path:
-    """Write one frame as `frame_<seq>.npz` (sorted replay order = seq order)."""
+    """Write one frame as `frame_<seq>.npz` (sorted replay order = seq order), with its colour image if any."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"frame_{frame.seq:08d}.npz"
-    np.savez_compressed(
-        path, depth=frame.depth, intrinsics=frame.intrinsics.as_array(), timestamp=frame.timestamp, seq=frame.seq
-    )
+    arrays: dict[str, Any] = {"depth": frame.depth, "intrinsics": frame.intrinsics.as_array(),
+                              "timestamp": frame.timestamp, "seq": frame.seq}
+    if frame.color is not None:
+        arrays["color"] = frame.color
+    np.savez_compressed(path, **arrays)
     return path
 
 
@@ -36,12 +39,13 @@ def load_frame(path: Path) -> DepthFrame:
             intrinsics = Intrinsics.from_array(data["intrinsics"])
             timestamp = float(data["timestamp"])
             seq = int(data["seq"])
+            color = data["color"] if "color" in data.files else None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         if isinstance(exc, FrameError):
             raise
         raise FrameError(f"{path.name}: not a readable .npz frame ({exc})") from exc
     try:
-        return DepthFrame(seq, timestamp, intrinsics, depth)
+        return DepthFrame(seq, timestamp, intrinsics, depth, color)
     except FrameError as exc:
         raise FrameError(f"{path.name}: {exc}") from exc
 
