@@ -18,7 +18,7 @@ need_cmd() {  # need_cmd COMMAND PACKAGE
 need_lean_cmd() {  # need_lean_cmd COMMAND PACKAGE
     command -v "$1" >/dev/null 2>&1 || lean="$lean $2"
 }
-need_lib libusb-1.0.so.0 libusb-1.0-0   # open3d
+need_lib libusb-1.0.so.0 libusb-1.0-0   # open3d, pyrealsense2
 need_lib libgomp.so.1 libgomp1          # open3d, onnxruntime
 if [ "${1:-}" = "--test" ]; then
     need_cmd mbpoll mbpoll
