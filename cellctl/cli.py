@@ -16,6 +16,7 @@ import typer
 
 from cellctl import __version__
 from cellctl.commands.chart import ScriptedEvent, simulate
+from cellctl.commands.models import models_app
 from cellctl.runtime import logging as logs
 from statecharts import catalog
 from statecharts.engine import Chart, TraceRecord
@@ -33,6 +34,7 @@ chart_app = typer.Typer(help="Inspect the statecharts: list, export, check, simu
 app.add_typer(chart_app, name="chart")
 log_app = typer.Typer(help="Read event logs (MCAP files written by the controller).", no_args_is_help=True)
 app.add_typer(log_app, name="log")
+app.add_typer(models_app, name="models")
 log = structlog.get_logger("cellctl")
 
 
