@@ -113,6 +113,9 @@ class RealSenseFrameSource(DepthFrameSource):
                 if got.frame_number is not None:
                     self._count_gap(got.frame_number)
                 self.incidents.count(got.kind, got.message)
+                if got.kind == "sdk_error":  # it may fail at once every time (a camera unplugged): do not spin
+                    await anyio.sleep(WAIT_SLICE_S)
+                    now = anyio.current_time()
             if not self.stale and now - self._since >= stale_after:
                 self.incidents.count("stale", "no frame from the camera: stale", silent_s=round(now - self._since, 3),
                                      last_frame_number=self.last_frame_number)
