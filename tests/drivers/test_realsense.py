@@ -178,7 +178,7 @@ async def test_no_frames_for_stale_after_s_marks_the_camera_stale_until_frames_c
             assert went_stale.t - (went_stale.last_frame_t or 0.0) >= 0.1
             await _feed(cam, sub, depth)
             assert (await _state(status)).live and not src.stale
-    assert src.incidents["stale"] == 1 and src.incidents["late"] == 0  # a stale gap is not also late
+            assert src.incidents["stale"] == 1 and src.incidents["late"] == 0  # a stale gap is not also late
 
 
 async def _state(status: Subscription[CameraStatus]) -> CameraStatus:
@@ -199,7 +199,7 @@ async def test_a_camera_that_never_sends_is_stale_too() -> None:
 async def test_a_frame_more_than_two_periods_after_the_last_is_counted_late() -> None:
     cam = SoftwareRealSense(K, fps=30)
     depth = np.full((K.height, K.width), 1.0, np.float32)
-    async with streaming(cam, _cfg()) as (src, sub):
+    async with streaming(cam, _cfg(stale_after_s=10.0)) as (src, sub):
         first = await _feed(cam, sub, depth)
         await anyio.sleep(0.1)  # three frame periods at 30 fps with nothing sent: the next one is late
         second = await _feed(cam, sub, depth)
