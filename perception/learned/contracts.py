@@ -36,6 +36,7 @@ STATUS_CLASSES = KINDS
 BATCH = "batch"  # the batch axis in a TensorSpec's dims
 META = "cellctl."  # prefix of the metadata keys the contract reads
 REQUIRED_META = ("contract", "contract_version", "training_seed", "data_size", "metrics")
+REQUIRED_BY_KIND: dict[str, tuple[str, ...]] = {"embedding": ("match_threshold",)}
 
 
 class ModelError(PerceptionError):
@@ -215,7 +216,7 @@ def _metrics(text: str | None, problems: list[str]) -> dict[str, float]:
 
 def check_metadata(meta: Mapping[str, str], c: Contract) -> tuple[ModelMetadata, list[str]]:
     """The file's metadata as read, and its problems against the contract (missing keys, wrong kind or version)."""
-    missing = [META + k for k in REQUIRED_META if META + k not in meta]
+    missing = [META + k for k in (*REQUIRED_META, *REQUIRED_BY_KIND.get(c.kind, ())) if META + k not in meta]
     if missing:
         return ModelMetadata("", 0, -1, -1, {}), [f"metadata {k!r}: missing" for k in missing]
     problems: list[str] = []

@@ -62,6 +62,14 @@ class Embedder:
         ms = masks if masks is not None else [None] * len(images)
         return self.embed(np.stack([crop_tensor(im, m) for im, m in zip(images, ms, strict=True)]))
 
+    def identify(self, segments: Mapping[int, np.ndarray], references: np.ndarray,
+                 threshold: float | None = None) -> Match:
+        """`match` at `threshold`, by default the model's own (its metadata's cellctl.match_threshold)."""
+        t = threshold if threshold is not None else self.match_threshold
+        if t is None:
+            raise PerceptionError("no match threshold: the model carries none and none was given")
+        return match(segments, references, t)
+
     async def embed_segments_async(self, rgb: np.ndarray, instance: np.ndarray) -> dict[int, np.ndarray]:
         return await self.session.call(self.embed_segments, rgb, instance)
 

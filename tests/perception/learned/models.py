@@ -20,6 +20,8 @@ def meta(kind: str, **extra: str) -> dict[str, str]:
     """The required metadata of an untrained test model (seed 0, no data, no metrics)."""
     base = {"cellctl.contract": kind, "cellctl.contract_version": "1", "cellctl.training_seed": "0",
             "cellctl.data_size": "0", "cellctl.metrics": "{}"}
+    if kind == "embedding":
+        base["cellctl.match_threshold"] = "0.8"
     return {**base, **{f"cellctl.{k}": v for k, v in extra.items()}}
 
 

@@ -158,8 +158,13 @@ def test_metadata_problems_are_named(tmp_path: Path, change: dict[str, str], exp
 
 def test_missing_metadata_lists_every_missing_key(tmp_path: Path) -> None:
     text = _refused(m.write(tmp_path, "bare.onnx", m.embedding(metadata={"author": "x"})), "embedding")
-    for key in ("contract", "contract_version", "training_seed", "data_size", "metrics"):
+    for key in ("contract", "contract_version", "training_seed", "data_size", "metrics", "match_threshold"):
         assert f"metadata 'cellctl.{key}': missing" in text
+    meta = m.meta("embedding")
+    del meta["cellctl.match_threshold"]
+    text = _refused(m.write(tmp_path, "nothreshold.onnx", m.embedding(metadata=meta)), "embedding")
+    assert text.endswith("does not fit the embedding contract v1: metadata 'cellctl.match_threshold': missing")
+    open_model(m.write(tmp_path, "seg.onnx", m.segmenter()), "segmenter")  # a segmenter needs none
 
 
 def test_metadata_is_read_with_thresholds_and_extra_entries(tmp_path: Path) -> None:

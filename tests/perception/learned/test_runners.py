@@ -210,6 +210,16 @@ def test_embeddings_are_unit_vectors_and_batches_equal_single_runs(embedder: Emb
     assert embedder.embed_segments(rgb, np.zeros_like(instance)) == {}
 
 
+def test_identify_uses_the_models_threshold(embedder: Embedder) -> None:
+    rgb, instance = _scene()
+    segments = embedder.embed_segments(rgb, instance)
+    refs = embedder.embed_images([rgb], [instance == 5])
+    assert embedder.match_threshold == 0.8  # the test model's metadata
+    got = embedder.identify(segments, refs)
+    assert got.label == 5 and got.score == pytest.approx(1.0, abs=1e-5) and got.threshold == 0.8
+    assert embedder.identify(segments, refs, threshold=0.99).threshold == 0.99
+
+
 def test_reference_images_embed_whole_or_masked(embedder: Embedder) -> None:
     rgb, instance = _scene()
     refs = embedder.embed_images([rgb, rgb[:100]], [instance == 2, None])
