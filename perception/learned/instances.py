@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..common import PerceptionError
-from .preprocess import resize_bilinear
+from .preprocess import resample, taps
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -45,18 +45,44 @@ def decode_instances(pred_logits: np.ndarray, pred_masks: np.ndarray, frame_hw: 
     instance = np.zeros((h, w), dtype=np.int32)
     if keep.size == 0:
         return DecodedInstances(instance, (), (), ())
-    logits = resize_bilinear(pred_masks[keep].astype(np.float32, copy=False), h, w)  # (K, H, W)
-    weight = scores[keep].astype(np.float32)[:, None, None] / (1.0 + np.exp(-logits))
-    weight = np.where(logits > 0, weight, np.float32(-1.0))
-    best = weight.argmax(axis=0)
-    owned = weight.max(axis=0) > 0
-    counts = np.bincount(best[owned], minlength=keep.size)
-    labels = np.zeros(keep.size, dtype=np.int32)
+    best = np.zeros((h, w), dtype=np.float32)  # the winning score * sigmoid so far (0: no query)
+    owner = np.full((h, w), -1, dtype=np.intp)
+    mh, mw = pred_masks.shape[1:]
+    ty, tx = taps(h, mh), taps(w, mw)
+    for i, q in enumerate(keep):
+        window = _window(pred_masks[q] > 0, (h, w))
+        if window is None:
+            continue
+        (y0, y1), (x0, x1) = window
+        logits = resample(pred_masks[q], tuple(t[y0:y1] for t in ty), tuple(t[x0:x1] for t in tx))
+        weight = np.where(logits > 0, np.float32(scores[q]) / (1.0 + np.exp(-logits)), np.float32(0.0))
+        win = best[y0:y1, x0:x1]
+        wins = weight > win
+        win[wins] = weight[wins]
+        owner[y0:y1, x0:x1][wins] = i
+    counts = np.bincount(owner[owner >= 0], minlength=keep.size)
+    labels = np.zeros(keep.size + 1, dtype=np.int32)  # by owner + 1 (0: no owner)
     kept: list[int] = []
     for i in range(keep.size):
         if counts[i] >= min_pixels:
             kept.append(i)
-            labels[i] = len(kept)
-    instance[owned] = labels[best[owned]]
+            labels[i + 1] = len(kept)
+    instance[:] = labels[owner + 1]
     return DecodedInstances(instance, tuple(int(keep[i]) for i in kept), tuple(float(scores[keep[i]]) for i in kept),
                             tuple(int(counts[i]) for i in kept))
+
+
+def _window(positive: np.ndarray, frame_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The frame rows and columns where a mask's upsampled logits can be > 0: samples within one mask cell of
+    its positive cells (a bilinear sample between two cells that are both <= 0 is <= 0)."""
+    rows, cols = np.flatnonzero(positive.any(axis=1)), np.flatnonzero(positive.any(axis=0))
+    if rows.size == 0:
+        return None
+    out = []
+    for (lo, hi), n_in, n_out in (((rows[0], rows[-1]), positive.shape[0], frame_hw[0]),
+                                  ((cols[0], cols[-1]), positive.shape[1], frame_hw[1])):
+        scale = n_out / n_in  # sample y has source coordinate (y + 0.5) / scale - 0.5
+        a = max(0, int(np.floor((lo - 0.5) * scale - 0.5)))
+        b = min(n_out, int(np.ceil((hi + 1.5) * scale - 0.5)) + 1)
+        out.append((a, b))
+    return out[0], out[1]

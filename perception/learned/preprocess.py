@@ -57,12 +57,22 @@ def resize_bilinear(img: np.ndarray, height: int, width: int,
     """
     h, w = img.shape[-2:]
     y0, x0, y1, x1 = box if box is not None else (0.0, 0.0, float(h), float(w))
-    r0, r1, wy, iny = _axis(height, h, y0, y1)
-    c0, c1, wx, inx = _axis(width, w, x0, x1)
-    top = img[..., r0, :]
-    bot = img[..., r1, :]
-    rows = top + (bot - top) * wy[:, None]
-    out = rows[..., c0] + (rows[..., c1] - rows[..., c0]) * wx
+    return resample(img, _axis(height, h, y0, y1), _axis(width, w, x0, x1))
+
+
+def taps(n_out: int, n_in: int) -> tuple[np.ndarray, ...]:
+    """The bilinear taps resizing an axis of `n_in` to `n_out` (slice them to resample a window of the output)."""
+    return _axis(n_out, n_in)
+
+
+def resample(img: np.ndarray, ty: tuple[np.ndarray, ...], tx: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(..., H, W) sampled at the taps `ty` (rows) and `tx` (columns): columns first, on the smaller image."""
+    c0, c1, wx, inx = tx
+    r0, r1, wy, iny = ty
+    left = img[..., c0]
+    cols = left + (img[..., c1] - left) * wx
+    top = cols[..., r0, :]
+    out = top + (cols[..., r1, :] - top) * wy[:, None]
     if not (iny.all() and inx.all()):
         out = out * (iny[:, None] & inx[None, :])
     return out.astype(np.float32, copy=False)

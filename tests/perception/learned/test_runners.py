@@ -125,6 +125,36 @@ def test_overlapping_masks_go_to_the_higher_score_and_small_ones_are_dropped() -
         decode_instances(_logits(0.7), masks, (H, W), score_threshold=1.0)
 
 
+def _full_frame_reference(logits: np.ndarray, masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The documented rule on the whole frame: the kept query (by rank) maximising score * sigmoid, or -1."""
+    score = np.exp(logits[:, 0]) / np.exp(logits).sum(axis=1)
+    keep = np.flatnonzero(score >= 0.5)
+    keep = keep[np.argsort(-score[keep], kind="stable")]
+    up = resize_bilinear(masks[keep], *hw)
+    weight = np.where(up > 0, score[keep].astype(np.float32)[:, None, None] / (1 + np.exp(-up)), -1)
+    return np.where(weight.max(axis=0) > 0, weight.argmax(axis=0), -1)
+
+
+@pytest.mark.parametrize("hw", [(240, 320), (480, 640), (37, 50)])
+def test_decoding_window_by_window_equals_the_rule_on_the_whole_frame(hw: tuple[int, int]) -> None:
+    rng = np.random.default_rng(hw[0])
+    masks = np.full((QUERIES, MASK_H, MASK_W), -3.0, np.float32)
+    for q in range(QUERIES):
+        r, c = rng.integers(0, MASK_H - 2), rng.integers(0, MASK_W - 2)
+        masks[q, r : r + rng.integers(1, 30), c : c + rng.integers(1, 40)] = rng.uniform(0.1, 5)
+    logits = np.zeros((QUERIES, 2), np.float32)
+    logits[:, 0] = rng.uniform(-1, 4, QUERIES)
+    dec = decode_instances(logits, masks, hw, min_pixels=1)
+    owner = _full_frame_reference(logits, masks, hw)
+    score = np.exp(logits[:, 0]) / np.exp(logits).sum(axis=1)
+    ranked = [int(q) for q in np.argsort(-score, kind="stable") if score[q] >= 0.5]
+    label_of_rank = np.zeros(len(ranked) + 1, np.int32)
+    for label, q in enumerate(dec.queries, start=1):
+        label_of_rank[ranked.index(q) + 1] = label
+    np.testing.assert_array_equal(dec.instance, label_of_rank[owner + 1])
+    assert len(dec.queries) >= 5
+
+
 # -- segmenter and pick model -----------------------------------------------------------------------------
 
 
