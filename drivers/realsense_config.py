@@ -15,7 +15,7 @@ options (`threshold_max_m`, ...) may be set only when the filter is listed; the 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -84,7 +84,12 @@ class RealSenseConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> RealSenseConfig:
+    def _consistent(self) -> Self:
+        self.check_consistent()
+        return self
+
+    def check_consistent(self) -> None:
+        """Keys that only mean something with another key set; raises ValueError("key: why")."""
         given = self.model_fields_set
         for name, options in FILTER_OPTIONS.items():
             for option in options:
@@ -97,7 +102,6 @@ class RealSenseConfig(BaseModel):
         if "threshold" in self.filters and self.threshold_min_m >= self.threshold_max_m:
             raise ValueError(f"threshold_min_m: {self.threshold_min_m} m must be below threshold_max_m "
                              f"({self.threshold_max_m} m)")
-        return self
 
     def ordered_filters(self) -> tuple[FilterName, ...]:
         """The configured filters in the order they run."""
