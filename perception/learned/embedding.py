@@ -45,6 +45,9 @@ class Embedder:
 
     def embed_segments(self, rgb: np.ndarray, instance: np.ndarray) -> dict[int, np.ndarray]:
         """{label: unit vector} for every label > 0 of an instance image of the frame."""
+        if not isinstance(instance, np.ndarray) or instance.ndim != 2 or not np.issubdtype(instance.dtype, np.integer):
+            got = f"{getattr(instance, 'dtype', type(instance).__name__)} {getattr(instance, 'shape', '')}"
+            raise PerceptionError(f"instance must be an integer (H, W) label image, got {got}")
         c = check_rgb(rgb, instance.shape)
         labels = [int(v) for v in np.unique(instance) if v > 0]
         if not labels:

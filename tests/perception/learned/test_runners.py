@@ -238,6 +238,8 @@ def test_embeddings_are_unit_vectors_and_batches_equal_single_runs(embedder: Emb
     for label, v in batched.items():
         np.testing.assert_allclose(single.embed(crop_tensor(rgb, instance == label)[None])[0], v, atol=1e-6)
     assert embedder.embed_segments(rgb, np.zeros_like(instance)) == {}
+    with pytest.raises(PerceptionError, match="integer"):
+        embedder.embed_segments(rgb, instance.astype(np.float32))
 
 
 def test_identify_uses_the_models_threshold(embedder: Embedder) -> None:
