@@ -18,6 +18,7 @@ each other:
     clock        `RealClock`, `VirtualClock` (looptime): which loop, so how time passes
     trace        `TraceRecord`, `TraceRecorder`: every step as it happens
     check        static checks (`check(chart)`); export: Mermaid and SCXML (`to_mermaid`, `to_scxml`)
+    scxml_import `Chart.from_scxml(text, ...)`: SCXML back to a chart (on `xmltree`, `ecmascript`)
     testing      for chart authors' tests: `FakeHost`, `start`, `drive`, configuration predicates
 
 What is re-exported here is the API a chart and its runner need; `check`, `export` and `testing` are
@@ -42,9 +43,12 @@ from .errors import (
     InvalidSendError,
     InvalidStateIdError,
     InvalidTransitionError,
+    LiteralSyntaxError,
     LivelockError,
     MissingInitialError,
+    ScxmlImportError,
     StatechartError,
+    UnboundNameError,
     UndeclaredEventError,
     UnknownClockError,
     UnknownStateError,
@@ -67,9 +71,11 @@ from .interpreter import Host, Interpreter, Macrostep
 from .model import (
     Activity,
     Cancel,
+    DoneValue,
     Final,
     History,
     Parallel,
+    Raise,
     Send,
     State,
     Transition,
@@ -78,6 +84,7 @@ from .model import (
     always,
     cancel,
     on,
+    raise_event,
     send,
 )
 from .runtime import ChartRunner, running
@@ -104,6 +111,7 @@ __all__ = [
     "ChartRunner",
     "Clock",
     "DoneData",
+    "DoneValue",
     "DuplicateStateError",
     "Edge",
     "Event",
@@ -124,12 +132,15 @@ __all__ = [
     "InvalidSendError",
     "InvalidStateIdError",
     "InvalidTransitionError",
+    "LiteralSyntaxError",
     "LivelockError",
     "Macrostep",
     "MissingInitialError",
     "Node",
     "Parallel",
+    "Raise",
     "RealClock",
+    "ScxmlImportError",
     "Send",
     "State",
     "StatechartError",
@@ -137,6 +148,7 @@ __all__ = [
     "TraceRecord",
     "TraceRecorder",
     "Transition",
+    "UnboundNameError",
     "UndeclaredEventError",
     "UnknownClockError",
     "UnknownStateError",
@@ -149,6 +161,7 @@ __all__ = [
     "done_state",
     "now",
     "on",
+    "raise_event",
     "running",
     "send",
 ]  # fmt: skip

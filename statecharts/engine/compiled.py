@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from .errors import (
     DuplicateStateError,
@@ -100,6 +101,7 @@ class Edge:
         "delay",
         "domain",
         "event",
+        "fixed_entry",
         "guard",
         "has_history",
         "index",
@@ -117,6 +119,9 @@ class Edge:
         # Without a history target, what a transition enters is fixed, so is its domain (SCXML 3.13
         # getTransitionDomain): computed once here. With one, the interpreter computes it when taken.
         self.has_history = False
+        # Whether what it enters is the same every time (the interpreter then computes it once): not
+        # with a history target, nor in a chart where a state's initial is its history.
+        self.fixed_entry = False
         self.domain: Node | None = None
         self.guard: Guard | None = spec.guard
         self.actions: tuple[Action, ...] = spec.actions
@@ -154,6 +159,17 @@ class Chart:
         self.transitions: list[Edge] = []
         for node in self.states:
             self._resolve(node)
+        initial_history = any(n.initial is not None and n.initial.kind == "history" for n in self.states)
+        for edge in self.transitions:
+            edge.fixed_entry = not (edge.has_history or initial_history)
+
+    @classmethod
+    def from_scxml(cls, text: str, **bindings: Any) -> Chart:
+        """The chart an SCXML document describes: `scxml_import.from_scxml(text, actions=...,
+        guards=..., activities=..., donedata=..., placeholders=..., name=...)`."""
+        from .scxml_import import from_scxml
+
+        return from_scxml(text, **bindings)
 
     # -- construction -------------------------------------------------------------
 
@@ -227,8 +243,11 @@ class Chart:
                 raise InitialNotDescendantError(
                     node.id, f"initial {tgt.id!r} is not a child (or deeper descendant) of {node.id!r}"
                 )
-            if tgt.kind == "history":
-                raise InitialHistoryError(node.id, f"initial {tgt.id!r} is a history pseudo-state; name states")
+            if tgt.kind == "history" and (tgt.parent is not node or len(targets) > 1):
+                raise InitialHistoryError(
+                    node.id, f"initial {tgt.id!r} is a history pseudo-state: only a history of {node.id!r} itself, "
+                    "named alone, can be its initial"
+                )
         clash = _clash(targets)
         if clash:
             raise InitialConflictError(node.id, f"initial {clash}")
@@ -244,6 +263,8 @@ class Chart:
             raise HistoryStateError(node.id, f"default {spec.default!r} must be a state id or a tuple of ids")
         if names:
             targets = tuple(self._lookup(node, t, "history default") for t in names)
+        elif parent.initial is node:
+            raise HistoryStateError(node.id, f"{parent.id!r} starts in this history: give it a default to enter")
         else:
             targets = parent.initial_targets or (parent.regions[0],)
         for tgt in targets:

@@ -6,8 +6,12 @@
     │   ├── InvalidInitialError
     │   │   └── InitialNotDescendantError, InitialConflictError, InitialHistoryError
     │   └── FinalStateTransitionError, InvalidDoneDataError, InvalidTransitionError, HistoryStateError
+    ├── ScxmlImportError (also a ValueError)        Chart.from_scxml() refuses a document; `.line` and
+    │                                               `.element` say where
+    ├── LiteralSyntaxError (also a ValueError)      ecmascript.parse_literal() on text that is no literal
     ├── InvalidSendError (also a ValueError)        send(...)/cancel(...) built, or ctx.send/ctx.cancel
     │                                               called, with a bad event, delay or id
+    ├── UnboundNameError (also a RuntimeError)      a placeholder of an SCXML import run (placeholders=True)
     ├── UndeclaredEventError (also a RuntimeError)  an activity posted an event it did not declare
     ├── LivelockError (also a RuntimeError)         a macrostep found no stable configuration
     ├── ChartAlreadyStartedError (a RuntimeError)   Interpreter.start() on a running chart
@@ -102,6 +106,26 @@ class HistoryStateError(ChartDefinitionError):
     default target is malformed or outside its parent."""
 
 
+class ScxmlImportError(StatechartError, ValueError):
+    """Raised by `Chart.from_scxml` (statecharts/engine/scxml_import.py) when a document is not
+    well-formed XML, uses SCXML outside the structural subset, names a guard, action, activity or
+    donedata the bindings lack, or describes a chart `Chart(...)` refuses. `line` is the line of
+    the offending element (0 when the document could not be read at all), `element` its tag."""
+
+    def __init__(self, line: int, element: str, message: str) -> None:
+        where = f"line {line}: <{element}>" if element else f"line {line}"
+        super().__init__(f"{where}: {message}")
+        self.line = line
+        self.element = element
+        self.reason = message
+
+
+class LiteralSyntaxError(StatechartError, ValueError):
+    """Raised by `ecmascript.parse_literal` (so by `Chart.from_scxml`, which reports it as a
+    `ScxmlImportError`) on text that is not an ECMAScript literal of JSON's data; the message
+    says at which character."""
+
+
 # -- while a chart runs -----------------------------------------------------------------------------
 
 
@@ -109,6 +133,12 @@ class InvalidSendError(StatechartError, ValueError):
     """Raised by `send(...)`/`cancel(...)` when built with a malformed event, delay or id, and by
     `ActionContext.send`/`cancel` at the call when given a bad delay (negative, nan, inf, not a
     number) or id. Inside an action, as any action's error, it becomes `error.execution`."""
+
+
+class UnboundNameError(StatechartError, RuntimeError):
+    """Raised by the placeholder `Chart.from_scxml(..., placeholders=True)` put where a guard,
+    action, activity or donedata could not be bound, when it is run: in a running chart,
+    `error.execution` (or `error.activity`) names it."""
 
 
 class UndeclaredEventError(StatechartError, RuntimeError):

@@ -13,7 +13,8 @@ namespace, which SCION rejects as unknown executable content.
 
 - State, Parallel, Final, History -> <state>, <parallel>, <final>, <history type="shallow|deep">
   with its default <transition>; `initial` (a child, a deeper descendant or several) ->
-  `initial="a b"`.
+  `initial="a b"`, or `<initial><transition target="h"/></initial>` when it is the state's history.
+- The root state's id -> `cellctl:root` on <scxml>, so an import gets it back.
 - The root is the <scxml> element itself, unless it has transitions, entry/exit actions,
   activities or history of its own: then it is a <state> (or <parallel>) under <scxml>, its own
   transitions are `type="internal"` (our root is never exited), and a final child, which ends
@@ -26,15 +27,19 @@ namespace, which SCION rejects as unknown executable content.
 - any other guard (a Python function) -> `cond="guards.<name>"`, declared once as
   `<data id="guards" expr="{<name>: false, ...}"/>`: opaque to a standard interpreter, so there
   every Python guard is closed unless the host sets it, and nothing raises error.execution.
-- action `send(...)` / `cancel(...)` -> <send event delay id> (data as an ECMAScript literal in
-  <content expr>, or named in `cellctl:data` if it has none) / <cancel sendid>.
+- action `send(...)` / `cancel(...)` / `raise_event(...)` -> <send event delay id> (data as an
+  ECMAScript literal in <content expr>, or named in `cellctl:data` if it has none) / <cancel
+  sendid> / <raise event>.
 - any other action (a Python function) -> `<log label="<name>" cellctl:action="<name>"/>`:
   standard executable content that changes nothing, so an interpreter logs the name where our
   engine calls the function.
 - activities -> `cellctl:activities="<label>(<event it posts> ...) ..."` on their state: no
   SCXML meaning (an <invoke> of a type the interpreter lacks raises error.execution); the events
   they post come from outside.
-- Final donedata -> `cellctl:donedata="<name>"`; state docs and the chart's description -> comments.
+- Final donedata -> `cellctl:donedata="<name>"`, a constant `DoneValue(v)` -> <donedata><content
+  expr="v"/></donedata>; state docs and the chart's description -> comments.
+
+`scxml_import.py` reads all of this back (`Chart.from_scxml`).
 
 Known differences in a standard interpreter: Python guards are closed; timer events
 (`after.<state>.<n>`) are private to their transitions here, while an SCXML `*` descriptor sees
@@ -54,22 +59,20 @@ deeper targets in its label. Ids Mermaid cannot take (`note`, `state`, `class`, 
 
 from __future__ import annotations
 
-import math
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from .compiled import Chart, Edge, Node
+from .ecmascript import JS_NAME, js_key, js_literal, js_string
 from .events import done_state
 from .guards import In
-from .model import Cancel, Send, callable_name
+from .model import Cancel, DoneValue, Raise, Send, callable_name
 
 SCXML_NS = "http://www.w3.org/2005/07/scxml"
 CELLCTL_NS = "urn:cellctl:statecharts"
 GUARDS = "guards"  # the SCXML datamodel object holding the Python guards (all false)
 
-_JS_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 
 # -- shared naming --------------------------------------------------------------------------------
@@ -86,17 +89,9 @@ def seconds(delay: float) -> str:
 def guard_cond(guard: object) -> str:
     """The SCXML `cond` of a guard: `In('s')`, or `guards.<name>` for a Python guard."""
     if isinstance(guard, In):
-        return f"In({_js_string(guard.state)})"
+        return f"In({js_string(guard.state)})"
     name = callable_name(guard)
-    return f"{GUARDS}.{name}" if _JS_NAME.match(name) else f"{GUARDS}[{_js_string(name)}]"
-
-
-def _js_key(name: str) -> str:
-    return name if _JS_NAME.match(name) else _js_string(name)
-
-
-def _js_string(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"{GUARDS}.{name}" if JS_NAME.match(name) else f"{GUARDS}[{js_string(name)}]"
 
 
 def _action_text(fn: object) -> str:
@@ -107,6 +102,14 @@ def _action_text(fn: object) -> str:
         return text + (f" as {fn.id}" if fn.id else "")
     if isinstance(fn, Cancel):
         return f"cancel {fn.id}"
+    if isinstance(fn, Raise):
+        return f"raise {fn.event}"
+    return callable_name(fn)
+
+
+def _donedata_text(fn: object) -> str:
+    if isinstance(fn, DoneValue):
+        return js_literal(fn.value) or repr(fn.value)
     return callable_name(fn)
 
 
@@ -116,7 +119,7 @@ def _label(edge: Edge) -> str:
         text += f" [{callable_name(edge.guard)}]"
     if edge.actions:
         text += " / " + ", ".join(_action_text(a) for a in edge.actions)
-    if edge.internal:
+    if edge.internal and edge.source.parent is not None:  # the root is never exited: no difference there
         text += " (internal)"
     return text.strip()
 
@@ -211,7 +214,7 @@ class _Mermaid:
             out.append("exit / " + ", ".join(_action_text(a) for a in node.on_exit))
         out.extend(f"do / {act.label}" for act in node.activities)
         if node.donedata is not None:
-            out.append(f"donedata / {callable_name(node.donedata)}")
+            out.append(f"donedata / {_donedata_text(node.donedata)}")
         if not node.children:
             out.extend(_label(e) for e in node.transitions if not e.targets)
         return out
@@ -287,13 +290,14 @@ def to_scxml(chart: Chart) -> str:
     ET.register_namespace("", SCXML_NS)
     ET.register_namespace("cellctl", CELLCTL_NS)
     root = ET.Element(_q("scxml"), {"version": "1.0", "name": chart.name, "datamodel": "ecmascript"})
+    root.set(_q("root", CELLCTL_NS), chart.root.id)
     if chart.description:
         _comment(root, f"{chart.name}: {chart.description}")
     guards = _python_guards(chart)
     if guards:
         datamodel = ET.SubElement(root, _q("datamodel"))
         _comment(datamodel, "Python guards, opaque to SCXML: each is false unless the host sets it")
-        expr = "{" + ", ".join(f"{_js_key(name)}: false" for name in guards) + "}"
+        expr = "{" + ", ".join(f"{js_key(name)}: false" for name in guards) + "}"
         ET.SubElement(datamodel, _q("data"), {"id": GUARDS, "expr": expr})
     top = chart.root
     if top.kind == "parallel" or _has_own_content(top):
@@ -336,14 +340,19 @@ def _scxml_state(node: Node, parent: ET.Element) -> ET.Element:
         return el
     tag = {"parallel": "parallel", "final": "final"}.get(node.kind, "state")
     el = ET.SubElement(parent, _q(tag), {"id": node.id})
-    if node.initial_targets:
-        el.set("initial", " ".join(t.id for t in node.initial_targets))
+    initial = " ".join(t.id for t in node.initial_targets)
+    through_history = node.initial is not None and node.initial.kind == "history"
+    if initial and not through_history:
+        el.set("initial", initial)
     if node.activities:
         el.set(_q("activities", CELLCTL_NS), _activities(node))
-    if node.donedata is not None:
+    value = js_literal(node.donedata.value) if isinstance(node.donedata, DoneValue) else None
+    if node.donedata is not None and value is None:
         el.set(_q("donedata", CELLCTL_NS), callable_name(node.donedata))
     if node.doc:
         _comment(el, node.doc)
+    if through_history:  # SCXML 3.3: the attribute form cannot name a history; the element can
+        ET.SubElement(ET.SubElement(el, _q("initial")), _q("transition"), {"target": initial})
     if node.on_entry or node.timers:
         onentry = ET.SubElement(el, _q("onentry"))
         _actions(onentry, node.on_entry)
@@ -367,6 +376,8 @@ def _scxml_state(node: Node, parent: ET.Element) -> ET.Element:
         _actions(ET.SubElement(el, _q("transition"), attrs), edge.actions)
     for child in node.children:
         _scxml_state(child, el)
+    if value is not None:
+        ET.SubElement(ET.SubElement(el, _q("donedata")), _q("content"), {"expr": value})
     return el
 
 
@@ -387,6 +398,8 @@ def _actions(parent: ET.Element, actions: Iterable[object]) -> None:
                 _send_data(send, fn.data)
         elif isinstance(fn, Cancel):
             ET.SubElement(parent, _q("cancel"), {"sendid": fn.id})
+        elif isinstance(fn, Raise):
+            ET.SubElement(parent, _q("raise"), {"event": fn.event})
         else:
             name = callable_name(fn)
             ET.SubElement(parent, _q("log"), {"label": name, _q("action", CELLCTL_NS): name})
@@ -395,24 +408,8 @@ def _actions(parent: ET.Element, actions: Iterable[object]) -> None:
 def _send_data(send: ET.Element, data: object) -> None:
     """Data JSON can hold travels as the event's content (an ECMAScript literal); anything else
     is only named."""
-    expr = _js_value(data)
+    expr = js_literal(data)
     if expr is None:
         send.set(_q("data", CELLCTL_NS), repr(data))
     else:
         ET.SubElement(send, _q("content"), {"expr": expr})
-
-
-def _js_value(value: object) -> str | None:
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, int | float):
-        return repr(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        return _js_string(value)
-    if isinstance(value, list | tuple):
-        items = [_js_value(v) for v in value]
-        return None if None in items else "[" + ", ".join(i for i in items if i is not None) + "]"
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        pairs = [(_js_key(k), _js_value(v)) for k, v in value.items()]
-        return None if any(v is None for _, v in pairs) else "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
-    return None

@@ -123,7 +123,7 @@ class Interpreter(Generic[D]):
         self._taken: list[Edge] = []
         self._candidates: dict[tuple[int, str | None], tuple[Edge, ...]] = {}
         self._failed_guards: set[int] = set()  # edges whose guard raised in this macrostep
-        self._entry_order: dict[int, list[int]] = {}  # edge -> what it enters, for edges without history targets
+        self._entry_order: dict[int, list[int]] = {}  # edge -> what it enters, for fixed_entry edges
         self._last_event = START_EVENT
         self._step_time = 0.0  # clock time of the running macrostep (stamps its trace records)
 
@@ -356,7 +356,7 @@ class Interpreter(Generic[D]):
             self._exit_node(nodes[i], event)
         for edge in edges:
             self._run(edge.actions, event, edge.source, "transition action")
-        if len(edges) == 1 and not edges[0].has_history:  # what it enters is fixed: computed once
+        if len(edges) == 1 and edges[0].fixed_entry:  # what it enters is fixed: computed once
             order = self._entry_order.get(edges[0].index)
             if order is None:
                 order = self._entry_order[edges[0].index] = sorted(self._entry_set(edges)[0])

@@ -2,7 +2,7 @@
 
 A chart is written as nested `State`, `Parallel`, `Final` and `History` nodes with
 `on(...)`, `after(...)` and `always(...)` transitions, and actions that are functions or
-the declarative `send(...)`/`cancel(...)`; `Chart(name, root)` validates and compiles it
+the declarative `send(...)`/`cancel(...)`/`raise_event(...)`; `Chart(name, root)` validates and compiles it
 (see `compiled.py`). `State` documents when each part of a state runs.
 """
 
@@ -25,12 +25,14 @@ __all__ = [
     "ActivityFn",
     "Cancel",
     "DoneData",
+    "DoneValue",
     "Event",
     "Final",
     "Guard",
     "History",
     "Kind",
     "Parallel",
+    "Raise",
     "Send",
     "State",
     "Transition",
@@ -40,6 +42,7 @@ __all__ = [
     "callable_name",
     "cancel",
     "on",
+    "raise_event",
     "send",
     "valid_delay",
 ]
@@ -155,6 +158,32 @@ class Cancel:
         ctx.cancel(self.id)
 
 
+@dataclass(frozen=True, slots=True)
+class Raise:
+    """A declarative action: `ctx.raise_event(event)` (SCXML 4.4 <raise>): an internal event,
+    handled before any external one. Build it with `raise_event(event)`."""
+
+    event: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.event, str) or not EVENT_DESCRIPTOR.match(self.event) or "*" in self.event:
+            raise InvalidSendError(f"raise_event({self.event!r}): not an event name")
+
+    def __call__(self, ctx: ActionContext, event: Event) -> None:
+        ctx.raise_event(self.event)
+
+
+@dataclass(frozen=True, slots=True)
+class DoneValue:
+    """Done data that is a constant (SCXML 5.5 <donedata><content expr="..."/>): `Final(...,
+    donedata=DoneValue({"bin": "A1"}))` puts that value on the done event."""
+
+    value: Any
+
+    def __call__(self, ctx: ActionContext) -> Any:
+        return self.value
+
+
 def send(event: str, data: Any = None, *, delay: float = 0.0, id: str | None = None) -> Send:
     """An action sending `event` to the chart, after `delay` seconds (see `ActionContext.send`)."""
     return Send(event, data, delay, id)
@@ -163,6 +192,11 @@ def send(event: str, data: Any = None, *, delay: float = 0.0, id: str | None = N
 def cancel(id: str) -> Cancel:
     """An action cancelling the pending delayed sends named `id` (see `ActionContext.cancel`)."""
     return Cancel(id)
+
+
+def raise_event(event: str) -> Raise:
+    """An action raising the internal event `event` (see `ActionContext.raise_event`)."""
+    return Raise(event)
 
 
 @dataclass(frozen=True, slots=True)

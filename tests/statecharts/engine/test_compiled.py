@@ -162,7 +162,9 @@ BAD_INITIALS = [
     ("same region", lambda: _nest(("x1", "x2")), InitialConflictError, "cell", "one region"),
     ("one contains the other", lambda: _nest(("r1", "x2")), InitialConflictError, "cell", "contains"),
     ("named twice", lambda: _nest(("x1", "x1")), InitialConflictError, "cell", "twice"),
-    ("a history", lambda: _nest("h", (History("h"),)), InitialHistoryError, "cell", "history"),
+    ("a history and a state", lambda: _nest(("h", "y1"), (History("h", "p"),)), InitialHistoryError, "cell",
+     "named alone"),
+    ("its history, no default", lambda: _nest("h", (History("h"),)), HistoryStateError, "h", "give it a default"),
     ("not ids", lambda: _nest(3), InvalidInitialError, "cell", "state id"),
     ("empty tuple", lambda: _nest(()), MissingInitialError, "cell", "needs an initial"),
 ]

@@ -104,3 +104,36 @@ def test_history_default_follows_the_parents_deep_initial() -> None:
     interp, _, _ = interpreter(chart)
     interp.process(Event("resume"))
     assert interp.configuration == {"root", "work", "w2", "w2b"}
+
+
+def resuming_chart() -> Chart:
+    return Chart(
+        "initial_history",
+        State(
+            "root",
+            State("off", transitions=[on("start", "work")]),
+            State(
+                "work",
+                History("h", "w2a", deep=True),
+                State("w1", transitions=[on("next", "w2")]),
+                State("w2", State("w2a", transitions=[on("next", "w2b")]), State("w2b"), initial="w2a"),
+                initial="h",
+                transitions=[on("stop", "off")],
+            ),
+            initial="off",
+        ),
+    )
+
+
+def test_initial_naming_its_own_history_resumes_and_takes_the_default_the_first_time() -> None:
+    """SCXML 3.3 (<initial>: its transition's target is "a legal state specification consisting
+    solely of descendants of the containing state", which a history child is) and 3.10: entering
+    the state by default goes through its history, so the first entry takes the history's default
+    transition and a later one restores what the state held when it was left."""
+    interp, _, _ = interpreter(resuming_chart())
+    interp.process(Event("start"))
+    assert interp.configuration == {"root", "work", "w2", "w2a"}  # the history's default, not w1
+    interp.process(Event("next"))
+    interp.process(Event("stop"))
+    interp.process(Event("start"))
+    assert interp.configuration == {"root", "work", "w2", "w2b"}  # deep history: where it was
