@@ -15,6 +15,7 @@ import structlog
 import typer
 
 from cellctl import __version__
+from cellctl.commands import chart_import as chart_import_cmd
 from cellctl.commands.chart import ScriptedEvent, simulate
 from cellctl.commands.models import models_app
 from cellctl.runtime import logging as logs
@@ -30,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-chart_app = typer.Typer(help="Inspect the statecharts: list, export, check, simulate.", no_args_is_help=True)
+chart_app = typer.Typer(help="Inspect the statecharts: list, export, check, simulate, import.", no_args_is_help=True)
 app.add_typer(chart_app, name="chart")
 log_app = typer.Typer(help="Read event logs (MCAP files written by the controller).", no_args_is_help=True)
 app.add_typer(log_app, name="log")
@@ -120,6 +121,56 @@ def chart_check(
             typer.echo(f"{chart_name}: ok")
     if total:
         raise typer.Exit(1)
+
+
+class ImportFormat(enum.StrEnum):
+    tree = "tree"
+    mermaid = "mermaid"
+    scxml = "scxml"
+
+
+@chart_app.command("import")
+def chart_import(
+    file: Annotated[Path, typer.Argument(help="An SCXML document (e.g. from Qt Creator's SCXML editor).")],
+    bind: Annotated[
+        str | None,
+        typer.Option(help="Bind guards, actions and activities by name to this chart's Python (see `chart list`); "
+                     "every name must then resolve."),
+    ] = None,
+    fmt: Annotated[
+        ImportFormat, typer.Option("--format", "-f", help="tree: what was built; or export it back.")
+    ] = ImportFormat.tree,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
+) -> None:
+    """Load an SCXML chart: validate it, print what it built, or export it back as Mermaid or SCXML.
+
+    The structural subset (docs/statecharts-export.md, "Import"); anything outside it is an error
+    naming the element and line (exit 1). Without --bind, guards, actions and activities are
+    placeholders: the chart checks and exports, it does not run.
+    """
+    if bind is not None and bind not in catalog.names():
+        raise typer.BadParameter(f"no chart named {bind!r}; known charts: {', '.join(catalog.names())}",
+                                 param_hint="--bind")
+    try:
+        imported = chart_import_cmd.load(file, bind)
+    except chart_import_cmd.ImportFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    chart = imported.chart
+    if fmt is ImportFormat.tree:
+        lines = chart_import_cmd.describe(chart)
+        if imported.unbound:
+            lines.append(f"unbound, placeholders (checks and exports, does not run): {', '.join(imported.unbound)}")
+        findings = check(chart)
+        lines.extend(f"check: {f}" for f in findings) if findings else lines.append("check: ok")
+        text = "\n".join(lines) + "\n"
+    else:
+        text = to_mermaid(chart) if fmt is ImportFormat.mermaid else to_scxml(chart)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        log.info("chart imported", chart=chart.name, format=fmt.value, path=str(output))
 
 
 @chart_app.command("simulate")

@@ -388,7 +388,8 @@ class _Importer:
             found = self.b.activities.get(label)
             if found is None:
                 if not self.placeholders:
-                    raise self.fail(el, f"activity {label!r} is not bound (pass it in activities=)")
+                    raise self.fail(el, f"activity {label!r} is not bound: the bindings have no activity of that "
+                                    "label (activities=)")
                 self.unbound.append(f"activity {label}")
                 found = _placeholder_activity(label, posts)
             elif set(found.posts) != set(posts):
@@ -489,7 +490,7 @@ class _Importer:
             return found
         if not self.placeholders:
             plural = {"guard": "guards", "action": "actions", "donedata": "donedata"}[kind]
-            raise self.fail(el, f"{kind} {name!r} is not bound (pass it in {plural}=)")
+            raise self.fail(el, f"{kind} {name!r} is not bound: the bindings have no {kind} of that name ({plural}=)")
         self.unbound.append(f"{kind} {name}")
         return _Placeholder(kind, name)
 
