@@ -2,10 +2,10 @@
 
     live (watches interlocks; cmd.abort / interlock trip -> aborting)
       stopped --cmd.reset--> [running] resetting -> idle --cmd.start--> starting -> execute
-        execute: runs task cycles (tasks.run_task), counting every report delivered
-                 --alarm--> holding -> held (the same fault `FaultRepeat.limit` times in a row; unhold acknowledges)
-                 -> completing -> complete (max_cycles reached)   -> suspending -> suspended (a task starved)
-                 --cmd.hold--> holding -> held --cmd.unhold--> unholding -> execute
+        producing (runs task cycles, tasks.run_task, counting every report delivered):
+          execute --alarm--> holding -> held (the same fault `FaultRepeat.limit` times in a row; unhold acknowledges)
+                  --cmd.hold--> holding -> held --cmd.unhold--> unholding -> execute (the same task resumes)
+        execute -> completing -> complete (max_cycles reached)   -> suspending -> suspended (a task starved)
                  --cmd.suspend--> suspending -> suspended --cmd.unsuspend--> unsuspending -> execute
                  --cmd.complete--> completing -> complete (the FC ends the run; the running task is cut short)
         complete --cmd.reset--> resetting
@@ -13,8 +13,10 @@
       clearing -> stopped
     aborting (halt) -> aborted --cmd.clear--> clearing
 
-Acting states end with ``state_complete`` from their activity. Leaving `execute` cancels the task (its
-report is still delivered, see `tasks.run_task`); holding, suspending and stopping then make the arm safe
+Acting states end with ``state_complete`` from their activity. A hold pauses the task (its chart retracts the
+arm and lets the band close, `task_chart.build_chart`) and unhold resumes it: the task loop belongs to
+`producing`, which holding and held are inside. Leaving `producing` (suspend, complete, stop, abort) cancels
+the task (its report is still delivered, see `tasks.run_task`); suspending and stopping then make the arm safe
 (retract, hook up). A failed safe move aborts.
 """
 
@@ -30,7 +32,7 @@ import anyio.lowlevel
 
 from .engine import ERROR, ActionContext, Activity, ActivityContext, Chart, Event, State, TraceHook, activity, on
 from .engine.model import Action
-from .tasks import Starved, TaskConfig, bounded, make_arm_safe, run_task
+from .tasks import Starved, TaskConfig, TaskControl, bounded, make_arm_safe, run_task
 from .workcell import TaskOutcome, TaskReport, Workcell
 
 __all__ = ["CellData", "FaultRepeat", "build", "fault_key"]
@@ -81,6 +83,7 @@ class CellData:
     fault_repeat: FaultRepeat | None = None  # None: repeated faults do not hold the cell
     alarm: str = ""  # why the cell holds; cleared by cmd.unhold (the operator's acknowledgement)
     streak: list[tuple[float, str]] = field(default_factory=list)  # (ended_s, reason key) of the last faults
+    control: TaskControl = field(default_factory=TaskControl)  # hold/unhold of the task running
 
     def count(self, report: TaskReport) -> None:
         """A report was delivered: the counters the status line, the summary and the FC show."""
@@ -112,8 +115,12 @@ async def complete_at_once(ctx: ActivityContext[CellData]) -> None:
 
 @activity("cycle.done", "task.starved", "cycles.finished")
 async def execute_cycles(ctx: ActivityContext[CellData]) -> None:
+    """`producing`: task after task; while the cell is held the running task is paused and none starts."""
     data = ctx.data
-    while data.max_cycles is None or data.cycles - data.interrupted < data.max_cycles:
+    while True:
+        await data.control.gate()
+        if data.max_cycles is not None and data.cycles - data.interrupted >= data.max_cycles:
+            break
         seq = data.seq
         data.seq += 1
         kind = data.kind_for(seq)
@@ -122,15 +129,36 @@ async def execute_cycles(ctx: ActivityContext[CellData]) -> None:
             result = await run_task(
                 kind, data.workcell, task_id=data.current_task, trace_hooks=data.trace_hooks, config=data.config,
                 on_unreturned=data.count_interrupted,  # a stop's `interrupted` report is counted too
+                control=data.control,
             )
         finally:
             data.current_task = ""
         if isinstance(result, Starved):
+            await data.control.gate()
             ctx.post("task.starved", result)
             return
         data.count(result)
         ctx.post("cycle.done", result)
     ctx.post("cycles.finished")
+
+
+@activity("state_complete", "safe.failed")
+async def pause_task(ctx: ActivityContext[CellData]) -> None:
+    """Holding: the running task pauses where it is (its arm made safe); with none paused, make the arm safe."""
+    data = ctx.data
+    if await data.control.hold():
+        ctx.post("state_complete")
+        return
+    problem = await make_arm_safe(data.workcell, data.config)
+    ctx.post("state_complete") if problem is None else ctx.post("safe.failed", problem)
+
+
+@activity("state_complete")
+async def resume_task(ctx: ActivityContext[CellData]) -> None:
+    """Unholding: the paused task resumes, the next one may start."""
+    await anyio.lowlevel.checkpoint()
+    ctx.data.control.unhold()
+    ctx.post("state_complete")
 
 
 @activity("state_complete", "safe.failed")
@@ -201,6 +229,10 @@ def note_cut_short(ctx: ActionContext[CellData], event: Event) -> None:
     ctx.data.cut_short = True
 
 
+def release_hold(ctx: ActionContext[CellData], event: Event) -> None:
+    ctx.data.control.release()  # the task loop ends with `producing`: a later one starts unheld
+
+
 def acknowledge_alarm(ctx: ActionContext[CellData], event: Event) -> None:
     ctx.data.alarm = ""
 
@@ -238,23 +270,30 @@ def build() -> Chart:
                     State("idle", transitions=[on("cmd.start", "starting")]),
                     _acting("starting", complete_at_once, "execute"),
                     State(
-                        "execute",
+                        "producing",
+                        State(
+                            "execute",
+                            transitions=[
+                                on("alarm", "holding", action=note_alarm),
+                                on("cycles.finished", "completing"),
+                                on("task.starved", "suspending", action=note_starved),
+                                on("cmd.hold", "holding"),
+                                on("cmd.suspend", "suspending"),
+                                on("cmd.complete", "completing", action=note_cut_short),
+                            ],
+                        ),
+                        _acting("holding", pause_task, "held"),
+                        State("held", transitions=[on("cmd.unhold", "unholding", action=acknowledge_alarm)]),
+                        _acting("unholding", resume_task, "execute"),
+                        initial="execute",
                         activities=execute_cycles,
-                        transitions=[
-                            on("cycle.done", action=check_repeats),
-                            on("alarm", "holding", action=note_alarm),
-                            on("cycles.finished", "completing"),
-                            on("task.starved", "suspending", action=note_starved),
-                            on("cmd.hold", "holding"),
-                            on("cmd.suspend", "suspending"),
-                            on("cmd.complete", "completing", action=note_cut_short),
-                        ],
+                        on_exit=release_hold,
+                        transitions=[on("cycle.done", action=check_repeats)],
+                        doc="the task loop runs through a hold: holding pauses the task where it is and held keeps "
+                        "it paused, so unhold resumes the same task (its chart's history), not a new one",
                     ),
                     _acting("completing", finish, "complete"),
                     State("complete", transitions=[on("cmd.reset", "resetting")]),
-                    _acting("holding", make_safe, "held"),
-                    State("held", transitions=[on("cmd.unhold", "unholding", action=acknowledge_alarm)]),
-                    _acting("unholding", complete_at_once, "execute"),
                     _acting("suspending", make_safe, "suspended"),
                     State("suspended", transitions=[on("cmd.unsuspend", "unsuspending")]),
                     _acting("unsuspending", complete_at_once, "execute"),

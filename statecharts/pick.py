@@ -180,5 +180,6 @@ def build(config: TaskConfig | None = None) -> Chart:
             always("attempt", guard=next_candidate, action=retarget),
             doc="planning.retry picks the next candidate or hands off",
         ),
+        replan_at="eligibility",  # held mid-attempt: the pod may have moved; check the target again
         description="pick one item: eligibility, suction candidates with the band held, retry by policy, report",
     )

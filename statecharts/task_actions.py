@@ -129,6 +129,36 @@ async def _safe_arm(ctx: ActivityContext) -> None:
 safe_arm = Activity(_safe_arm, ("safe",), "safe_arm")
 
 
+async def _pause_arm(ctx: ActivityContext) -> None:
+    """A hold: retract, then let the band close; a failure here ends the task with that fault."""
+    data: TaskData = ctx.data
+    problem = await make_arm_safe(data.workcell, data.config)
+    ctx.post("safe") if problem is None else ctx.post("safe.failed", problem)
+
+
+pause_arm = Activity(_pause_arm, ("safe", "safe.failed"), "pause_arm")
+
+
+def note_hold(ctx: ActionContext, event: Event) -> None:
+    """A hold in a phase that resumes where it was."""
+    ctx.data.holds += 1
+    ctx.data.replan = False
+
+
+def note_hold_in_attempt(ctx: ActionContext, event: Event) -> None:
+    """A hold during an attempt: its plan is stale once the arm has left the pod."""
+    ctx.data.holds += 1
+    ctx.data.replan = True
+
+
+def must_replan(ctx: ActionContext, event: Event) -> bool:
+    return bool(ctx.data.replan)
+
+
+def replan(ctx: ActionContext, event: Event) -> None:
+    ctx.data.replan = False
+
+
 # -- one attempt ---------------------------------------------------------------------------------------------
 
 

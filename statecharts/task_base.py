@@ -109,6 +109,8 @@ class TaskData(ABC):
     reason: str = ""
     report: TaskReport | None = None
     delivered: bool = False
+    replan: bool = False  # held in an attempt: on unhold the task plans again (`task_chart.build_chart`)
+    holds: int = 0  # times the task was paused by a hold
 
     kind: TaskKind = "stow"
 

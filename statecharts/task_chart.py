@@ -1,6 +1,7 @@
 """The builders of what every task chart (stow, pick) has in common; each chart passes only what differs.
 
-    build_chart(name, *work): root(work(<work states>) -> recover -> report -> reported | starved)
+    build_chart(name, *work): root(work(H, <work states>) -> recover -> report -> reported | starved;
+                              work --task.hold--> pausing -> paused --task.unhold--> H, or replan_at)
     await_state(noun, ...):   await_<noun> (wait_<noun>; <noun>.arrived -> next, <noun>.none -> again | starved)
     plan_state(ask, then, ..): plan (ask the planner; a plan -> then, none -> report, no answer -> a fault)
     attempt_state(id, arm):   Parallel(arm || band_region), one attempt: -> report (fault) | decide | next
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from .band import BAND_FAILED, band_is_held, band_region
-from .engine import Activity, ActivityContext, Chart, Final, Parallel, State, Transition, after, always, on
+from .engine import Activity, ActivityContext, Chart, Final, History, Parallel, State, Transition, after, always, on
 from .engine.model import Action, Guard
 from .task_actions import (
     band_not_held,
@@ -31,9 +32,14 @@ from .task_actions import (
     failed_fatally,
     handoff_by_policy,
     motion_activity,
+    must_replan,
+    note_hold,
+    note_hold_in_attempt,
+    pause_arm,
     record_attempt,
     record_fault,
     record_motion_failure,
+    replan,
     retract_failed,
     safe_arm,
     send_report,
@@ -44,6 +50,8 @@ from .task_base import TaskConfig, TaskData, TaskKind, bounded
 from .workcell import Primitive, Workcell
 
 __all__ = [
+    "TASK_HOLD",
+    "TASK_UNHOLD",
     "arm_region",
     "arm_step",
     "attempt_state",
@@ -54,14 +62,56 @@ __all__ = [
 ]
 
 
-def build_chart(name: TaskKind, *work: State, description: str) -> Chart:
-    """The task chart `name`: `work` (it starts in the first; an ``error`` in any of them recovers), then the
-    fault path `recover` (arm safe), `report` (build, send, bounded) and the finals `reported`, `starved`."""
+TASK_HOLD = "task.hold"  # from the cell (PackML Hold): pause where the task is, the arm made safe
+TASK_UNHOLD = "task.unhold"  # from the cell (PackML Unhold): resume
+
+
+def build_chart(name: TaskKind, *work: State, replan_at: str = "plan", description: str) -> Chart:
+    """The task chart `name`: `work` (it starts in the first; an ``error`` in any of them recovers), the hold
+    path `pausing` -> `paused`, then the fault path `recover` (arm safe), `report` (build, send, bounded) and
+    the finals `reported`, `starved`.
+
+    A hold (``task.hold``) in `work` pauses the task: `pausing` retracts the arm and lets the band close,
+    `paused` waits for ``task.unhold``, which resumes it through the history `resume` in the phase it was in.
+    The history is shallow, not deep, on purpose: while held the arm was retracted and the pod may have
+    moved or rotated, so a phase is re-entered from its own beginning (a wait waits again, a plan perceives
+    again), never in the middle of a primitive it was running; and a hold during an attempt (a Parallel of
+    `work`) resumes at `replan_at`, because that attempt's plan was made from a frame of the pod before
+    the hold (the attempt's own hold transition says so). A task held outside `work` (recovering or
+    reporting) finishes instead.
+    """
     return Chart(
         name,
         State(
             name,
-            State("work", *work, initial=work[0].id, transitions=[on("error", "recover", action=record_fault)]),
+            State(
+                "work",
+                History("resume"),
+                *work,
+                initial=work[0].id,
+                transitions=[
+                    on("error", "recover", action=record_fault),
+                    on(TASK_HOLD, "pausing", action=note_hold),
+                ],
+            ),
+            State(
+                "pausing",
+                activities=pause_arm,
+                transitions=[
+                    on("safe", "paused"),
+                    on("safe.failed", "report", action=[record_fault, end_fault]),
+                    on("error", "report", action=[record_fault, end_fault]),
+                ],
+                doc="a hold: retract, hook up (a failure ends the task with that fault)",
+            ),
+            State(
+                "paused",
+                transitions=[
+                    on(TASK_UNHOLD, replan_at, guard=must_replan, action=replan),
+                    on(TASK_UNHOLD, "resume"),
+                ],
+                doc="held: the arm out of the pod, the band closed; unhold resumes the phase (an attempt plans again)",
+            ),
             State(
                 "recover",
                 activities=safe_arm,
@@ -146,6 +196,7 @@ def attempt_state(state_id: str, arm: State, then: str, action: Action | None = 
         band_region("arm_done"),
         on_entry=start_attempt,
         transitions=[
+            on(TASK_HOLD, "pausing", action=note_hold_in_attempt),  # before work's own: this one replans
             on(BAND_FAILED, "recover", action=record_fault),
             on(done, "report", guard=failed_fatally, action=end_fault),
             on(done, "decide", guard=failed, action=record_attempt),

@@ -64,7 +64,7 @@ class PackMLState(IntEnum):
 RUNNING = ("Running", 18)
 CLEARED = ("Cleared", 19)
 
-# The cell chart's state ids (statecharts/cell.py) -> PackTags. Its compound states (cell, live, running) are
+# The cell chart's state ids (statecharts/cell.py) -> PackTags. Its compounds (cell, live, running, producing) are
 # never the innermost active state; an id missing here is shown as UNDEFINED.
 CHART_STATES: dict[str, PackMLState] = {
     "clearing": PackMLState.CLEARING,

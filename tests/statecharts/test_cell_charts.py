@@ -322,7 +322,9 @@ def test_cell_mixed_alternates_stow_and_pick() -> None:
     assert [r.task_id for r in data.reports] == ["stow-000000", "pick-000001", "stow-000002", "pick-000003"]
 
 
-def test_hold_mid_task_interrupts_reports_makes_safe_then_unhold_resumes() -> None:
+def test_hold_mid_attempt_pauses_the_task_and_unhold_resumes_it_with_a_fresh_plan() -> None:
+    """Issue 14, point 8: a hold pauses the task (arm retracted, band closed, no report) and unhold resumes the
+    same task through its chart's history; held mid-attempt it plans again (the pod may have moved)."""
     wc = FakeWorkcell(items=[item(1), item(2)], move_s=3.0)
 
     async def script(runner: ChartRunner, wc: FakeWorkcell) -> None:
@@ -332,17 +334,57 @@ def test_hold_mid_task_interrupts_reports_makes_safe_then_unhold_resumes() -> No
         await runner.wait_for("held")
         names = wc.names()
         held_at = names.index("move approach") + 1
-        assert sorted(names[held_at:]) == sorted(["report fault", "move retract", "hook up"])
-        assert wc.reports[-1].reason.startswith("interrupted: task stow-000000 cancelled (item item-1, bin A1)")
+        assert names[held_at:] == ["move retract", "hook up"]  # made safe, nothing reported
+        assert wc.reports == []
         runner.post("cmd.unhold")
         await runner.wait_for("execute")
         await runner.wait_for("complete")
+        resumed = wc.names()[held_at + 2 :]
+        assert resumed[:2] == ["plan_stow", "hook down"], resumed  # the same item: planned again, not taken again
+        assert "next_item" not in resumed
 
     data = cell_session(wc, script, max_cycles=1)
+    assert [(r.task_id, r.item_id, r.outcome.value) for r in wc.reports] == [("stow-000000", "item-1", "done")]
+    assert dict(data.counts) == {"done": 1} and (data.cycles, data.interrupted) == (1, 0)
+
+
+def test_hold_while_waiting_resumes_the_wait_and_no_task_starts_while_held() -> None:
+    """A hold outside an attempt resumes the phase it was in (shallow history: the wait waits again)."""
+    wc = FakeWorkcell(items=[], orders=[])
+
+    async def script(runner: ChartRunner, wc: FakeWorkcell) -> None:
+        await start(runner)
+        await wc.called("next_item")
+        runner.post("cmd.hold")
+        await runner.wait_for("held")
+        waits = wc.names().count("next_item")
+        await anyio.sleep(60)  # held: no wait, no new task
+        assert wc.names().count("next_item") == waits and wc.names()[-2:] == ["move retract", "hook up"]
+        wc.items.append(item(7))
+        runner.post("cmd.unhold")
+        await runner.wait_for("complete")
+
+    data = cell_session(wc, script, max_cycles=1)
+    assert [(r.task_id, r.item_id, r.outcome.value) for r in wc.reports] == [("stow-000000", "item-7", "done")]
+    assert data.seq == 1
+
+
+def test_stop_while_held_reports_the_paused_task_interrupted_and_the_next_run_is_not_held() -> None:
+    wc = FakeWorkcell(items=[item(1), item(2)], move_s=3.0)
+
+    async def script(runner: ChartRunner, wc: FakeWorkcell) -> None:
+        await start(runner)
+        await wc.called("move approach")
+        runner.post("cmd.hold")
+        await runner.wait_for("held")
+        runner.post("cmd.stop")
+        await runner.wait_for("stopped")
+        assert wc.reports[-1].reason.startswith("interrupted: task stow-000000 cancelled (item item-1, bin A1)")
+        await start(runner)
+        await runner.wait_for("complete")
+
+    cell_session(wc, script, max_cycles=1)
     assert [(r.task_id, r.outcome.value) for r in wc.reports] == [("stow-000000", "fault"), ("stow-000001", "done")]
-    # The interrupted task is counted with the report it sent; it does not use up a cycle of max_cycles.
-    assert dict(data.counts) == {"done": 1, "fault": 1}
-    assert (data.cycles, data.interrupted) == (2, 1)
 
 
 def test_interlock_trip_aborts_halts_and_clear_returns_to_stopped() -> None:
@@ -566,3 +608,21 @@ def test_the_counters_are_totals_and_the_reports_kept_are_bounded() -> None:
     assert data.cycles == cell.REPORTS_KEPT + 500 and data.counts["handoff"] == cell.REPORTS_KEPT + 500
     assert data.handoff_reasons == {"no_space": cell.REPORTS_KEPT + 500}
     assert len(data.reports) == cell.REPORTS_KEPT and data.reports[-1].task_id == f"stow-{cell.REPORTS_KEPT + 499:06d}"
+
+
+def test_a_pick_held_mid_attempt_checks_its_target_again_on_unhold() -> None:
+    """The pick chart resumes a held attempt at eligibility: the target may have moved with the pod."""
+    wc = FakeWorkcell(orders=[order(1)], move_s=3.0)
+
+    async def script(runner: ChartRunner, wc: FakeWorkcell) -> None:
+        await start(runner)
+        await wc.called("move approach")
+        runner.post("cmd.hold")
+        await runner.wait_for("held")
+        held_at = len(wc.names())
+        runner.post("cmd.unhold")
+        await runner.wait_for("complete")
+        assert wc.names()[held_at : held_at + 2] == ["check_pick", "plan_pick"]
+
+    data = cell_session(wc, script, task="pick", max_cycles=1)
+    assert [(r.task, r.outcome.value) for r in wc.reports] == [("pick", "done")] and data.interrupted == 0

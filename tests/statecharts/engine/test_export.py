@@ -83,7 +83,8 @@ def test_mermaid_aliases_reserved_ids_and_escapes_text() -> None:
 def test_mermaid_box_lists_entry_exit_activities_and_targetless_transitions() -> None:
     chart = catalog.load("cell")
     lines = [line.strip() for line in to_mermaid(chart).splitlines()]
-    assert "execute : do / execute_cycles" in lines and "execute : cycle.done / check_repeats" in lines
+    assert 'state "producing · exit / release_hold · do / execute_cycles" as producing {' in lines
+    assert "producing --> producing : cycle.done / check_repeats (targetless)" in lines
     assert "resetting : entry / new_run" in lines
     assert 'state "live · do / watch_interlocks" as live {' in lines
     assert "cell --> aborted : error / note_reason" in lines  # the root's own, outside its block
