@@ -21,7 +21,21 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from .band import BAND_FAILED, band_is_held, band_region
-from .engine import Activity, ActivityContext, Chart, Final, History, Parallel, State, Transition, after, always, on
+from .engine import (
+    ERROR,
+    Activity,
+    ActivityContext,
+    Chart,
+    Final,
+    History,
+    Parallel,
+    State,
+    Transition,
+    after,
+    always,
+    done_state,
+    on,
+)
 from .engine.model import Action, Guard
 from .task_actions import (
     band_not_held,
@@ -90,7 +104,7 @@ def build_chart(name: TaskKind, *work: State, replan_at: str = "plan", descripti
                 *work,
                 initial=work[0].id,
                 transitions=[
-                    on("error", "recover", action=record_fault),
+                    on(ERROR, "recover", action=record_fault),
                     on(TASK_HOLD, "pausing", action=note_hold),
                 ],
             ),
@@ -100,7 +114,7 @@ def build_chart(name: TaskKind, *work: State, replan_at: str = "plan", descripti
                 transitions=[
                     on("safe", "paused"),
                     on("safe.failed", "report", action=[record_fault, end_fault]),
-                    on("error", "report", action=[record_fault, end_fault]),
+                    on(ERROR, "report", action=[record_fault, end_fault]),
                 ],
                 doc="a hold: retract, hook up (a failure ends the task with that fault)",
             ),
@@ -115,14 +129,14 @@ def build_chart(name: TaskKind, *work: State, replan_at: str = "plan", descripti
             State(
                 "recover",
                 activities=safe_arm,
-                transitions=[on("safe", "report", action=end_fault), on("error", "report", action=end_fault)],
+                transitions=[on("safe", "report", action=end_fault), on(ERROR, "report", action=end_fault)],
                 doc="retract, hook up, then report the fault",
             ),
             State(
                 "report",
                 on_entry=build_report,
                 activities=send_report,
-                transitions=[on("report.sent", "reported"), on("report.timeout", "reported"), on("error", "reported")],
+                transitions=[on("report.sent", "reported"), on("report.timeout", "reported"), on(ERROR, "reported")],
             ),
             Final("reported"),
             Final("starved"),
@@ -189,7 +203,7 @@ def decide_state(decide: Action, handoff: Guard, *retries: Transition, doc: str)
 def attempt_state(state_id: str, arm: State, then: str, action: Action | None = None) -> Parallel:
     """One attempt: the main `arm` region beside the band region. A band failure recovers; when both regions
     are done, a fatal failure reports the fault, another is recorded for `decide`, and success goes to `then`."""
-    done = f"done.state.{state_id}"
+    done = done_state(state_id)
     return Parallel(
         state_id,
         arm,

@@ -57,7 +57,7 @@ def describe(chart: Chart) -> list[str]:
         lines.append(f"  {chart.description}")
 
     def walk(node: Node, pad: str) -> None:
-        parts = [node.kind if node.kind != "history" else ("deep history" if node.deep else "history")]
+        parts: list[str] = [node.kind if node.kind != "history" else ("deep history" if node.deep else "history")]
         if node.initial_targets:
             parts.append("initial " + " ".join(t.id for t in node.initial_targets))
         if node.history_default is not None:

@@ -20,6 +20,7 @@ from .errors import (
     UnknownTargetError,
 )
 from .events import TIMER_PREFIX, is_timer_event, timer_event, valid_delay
+from .guards import In
 from .model import EVENT_DESCRIPTOR, STATE_ID, Action, Activity, DoneData, Guard, History, Kind, State, Transition
 
 
@@ -297,6 +298,8 @@ class Chart:
         for fn, what in ((spec.guard, "guard"), *((a, "action") for a in spec.actions)):
             if fn is not None and not callable(fn):
                 raise InvalidTransitionError(node.id, f"{what} {fn!r} is not callable")
+        if isinstance(spec.guard, In) and spec.guard.state not in self.by_id:
+            raise UnknownTargetError(node.id, f"guard In({spec.guard.state!r}) names unknown state")
         edge = Edge(len(self.transitions), node, spec, event)
         edge.targets = tuple(self._lookup(node, t, "transition target") for t in spec.targets)
         edge.has_history = any(t.kind == "history" for t in edge.targets)

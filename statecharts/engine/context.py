@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import InvalidSendError, UndeclaredEventError
-from .events import Event, valid_delay
+from .events import TIMER_PREFIX, Event, is_timer_event, valid_delay
 
 if TYPE_CHECKING:
     from .interpreter import Interpreter
@@ -65,6 +65,8 @@ class ActionContext(Generic[D]):
         """
         if id is not None and not isinstance(id, str):
             raise InvalidSendError(f"send({name!r}): id must be a string, not {id!r}")
+        if name == TIMER_PREFIX or is_timer_event(name):
+            raise InvalidSendError(f"send({name!r}): names starting '{TIMER_PREFIX}.' are after() timers")
         if not delay:  # 0: now (a later cancel(id) finds nothing pending)
             self._interp.host.post(Event(name, data))
         elif valid_delay(delay):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from .context import Action, ActionContext, ActivityFn, DoneData, Guard
 from .errors import InvalidSendError
-from .events import Event, valid_delay
+from .events import TIMER_PREFIX, Event, is_timer_event, valid_delay
 
 __all__ = [
     "EVENT_DESCRIPTOR",
@@ -135,6 +135,8 @@ class Send:
     def __post_init__(self) -> None:
         if not isinstance(self.event, str) or not EVENT_DESCRIPTOR.match(self.event) or "*" in self.event:
             raise InvalidSendError(f"send({self.event!r}): not an event name")
+        if self.event == TIMER_PREFIX or is_timer_event(self.event):
+            raise InvalidSendError(f"send({self.event!r}): names starting '{TIMER_PREFIX}.' are after() timers")
         if not valid_delay(self.delay):
             raise InvalidSendError(f"send({self.event!r}, delay={self.delay!r}): delay must be finite and >= 0")
         if self.id is not None and not isinstance(self.id, str):

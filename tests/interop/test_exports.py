@@ -56,7 +56,7 @@ from statecharts.engine import (
     on,
     send,
 )
-from statecharts.engine.compiled import TIMER_PREFIX
+from statecharts.engine.events import TIMER_PREFIX
 from statecharts.engine.export import SCXML_NS, to_mermaid, to_scxml
 from statecharts.engine.guards import In
 from statecharts.engine.model import callable_name

@@ -13,6 +13,7 @@ from statecharts.engine import (
     FinalStateTransitionError,
     History,
     HistoryStateError,
+    In,
     InitialConflictError,
     InitialHistoryError,
     InitialNotDescendantError,
@@ -221,3 +222,10 @@ def test_a_transition_without_history_targets_knows_its_domain_when_compiled() -
     assert (x.domain, out.domain, stay.domain, internal.domain) == (chart["p"], chart["root"], None, chart["p"])
     assert not any(e.has_history for e in (x, out, stay, internal))
     assert back.has_history and back.domain is None and chart["q"].transitions[0].has_history
+
+
+def test_an_in_guard_naming_no_state_is_refused_where_it_is_written() -> None:
+    """SCXML 5.9.1: In(stateID) names a state of the document; a typo would be a guard that never holds."""
+    with pytest.raises(UnknownTargetError, match=r"state 'a': guard In\('nowhere'\) names unknown state"):
+        Chart("typo", State("root", State("a", transitions=[on("go", "b", guard=In("nowhere"))]), State("b"),
+                            initial="a"))

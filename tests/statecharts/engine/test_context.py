@@ -91,3 +91,15 @@ def test_contexts_generic_over_the_data_are_the_same_objects_at_run_time() -> No
     interp.process(Event("item"))
     assert interp.is_active("full") and interp.ctx.data.free == 0
     assert not typed.has_room(interp.ctx, Event("item"))
+
+
+def test_ctx_send_of_a_timer_name_is_an_execution_error_and_sends_nothing() -> None:
+    def forge(ctx: ActionContext, event: Event) -> None:
+        ctx.send("after.a.0", delay=1.0)
+
+    chart = Chart("forge", State("root", State("a", transitions=[on("go", action=forge)]), initial="a"))
+    interp, rec, host = interpreter(chart)
+    interp.process(Event("go"))
+    assert [r for r in rec.records if r.kind == "event" and r.event == ERROR_EXECUTION] and host.scheduled == []
+    failure = next(r for r in rec.records if r.kind == "error")
+    assert "are after() timers" in failure.detail

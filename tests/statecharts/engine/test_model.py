@@ -21,3 +21,10 @@ def test_declarative_send_with_bad_arguments_fails_when_built(build: Any) -> Non
     name, is an error; a declarative one is caught when the chart is written."""
     with pytest.raises(InvalidSendError):
         build()
+
+
+def test_sends_cannot_take_the_names_of_after_timers() -> None:
+    """`after.<state>.<n>` is the private event of an after() timer: a send of that name would fire it."""
+    for name in ("after", "after.idle.0"):
+        with pytest.raises(InvalidSendError, match="are after\\(\\) timers"):
+            send(name)
