@@ -60,6 +60,7 @@ class ChartRunner(Generic[D]):
         # deadline, seq, state, generation, timer event; state -1: the delayed send `seq` in _sends
         self._timers: list[tuple[float, int, int, int, str]] = []
         self._timer_seq = 0
+        self._dead_timers = 0  # heap entries of timers disarmed or sends cancelled, not yet due
         self._sends: dict[int, tuple[str | None, Event]] = {}  # seq -> (send id, event), while pending
         self._send_ids: dict[str, list[int]] = {}  # send id -> seqs, for cancel
         self._activities: dict[int, list[_Running]] = {}
@@ -222,9 +223,23 @@ class ChartRunner(Generic[D]):
             self._wakeup.set()
 
     def cancel(self, send_id: str) -> None:
-        # Its heap entry stays and is skipped when due, as stale timers are.
+        # Its heap entry stays and is skipped when due, as stale timers are, until there are many.
         for seq in self._send_ids.pop(send_id, ()):
             del self._sends[seq]
+            self._count_dead(1)
+
+    def _count_dead(self, n: int) -> None:
+        """Dead entries are skipped when due; once they are most of the heap (a long after() in a state
+        entered often, sends cancelled before they fire), the heap is rebuilt from the live ones."""
+        self._dead_timers += n
+        if self._dead_timers > 64 and self._dead_timers * 2 > len(self._timers):
+            interp, states = self.interpreter, self.chart.states
+            self._timers = [
+                t for t in self._timers
+                if (t[1] in self._sends if t[2] < 0 else interp.generation(states[t[2]]) == t[3])
+            ]  # fmt: skip
+            heapq.heapify(self._timers)
+            self._dead_timers = 0
 
     def state_started(self, node: Node, generation: int) -> None:
         if node.timers:
@@ -247,6 +262,8 @@ class ChartRunner(Generic[D]):
 
     def state_stopped(self, node: Node) -> None:
         # Stale timers are dropped lazily: their generation no longer matches.
+        if node.timers:
+            self._count_dead(len(node.timers))
         for handle in self._activities.pop(node.index, ()):
             if handle.ctx.live:
                 handle.ctx._live = False

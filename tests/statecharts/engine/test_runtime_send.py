@@ -266,3 +266,31 @@ def test_declarative_send_and_cancel_actions_behave_as_the_context_calls() -> No
 
     VirtualClock().run(main)
     assert [e for e, _ in events_at(rec)] == ["gripped", "again", "timeout"]
+
+
+def test_disarmed_timers_and_cancelled_sends_do_not_pile_up_in_the_heap() -> None:
+    """A long after() in a state entered again and again, and sends cancelled before they are due, leave dead
+    entries behind; the runner rebuilds its heap once they are most of it, and the live ones still fire."""
+    chart = Chart(
+        "churn",
+        State(
+            "root",
+            State("a", transitions=[on("flip", "b"), after(3600.0, "late")]),
+            State("b", on_entry=send("ping", delay=3600.0, id="p"), transitions=[on("flip", "a", action=cancel("p"))]),
+            State("late"),
+            initial="a",
+        ),
+    )
+    sizes: list[int] = []
+
+    async def main() -> None:
+        async with running(chart) as runner:
+            for _ in range(5000):
+                runner.post("flip")
+                await runner.wait_idle()
+                sizes.append(len(runner._timers))  # white box: the heap itself
+            await anyio.sleep(3601.0)  # the last visit of `a` (or the last send) is still live
+            assert runner.configuration & {"late", "b"}
+
+    VirtualClock().run(main)
+    assert max(sizes) < 200, max(sizes)
