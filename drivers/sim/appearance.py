@@ -103,27 +103,31 @@ Window = tuple[slice, slice]
 def paint(looks: list[Look], which: np.ndarray, windows: list[Window | None], s: np.ndarray, t: np.ndarray,
           face_w: np.ndarray, face_h: np.ndarray, front: np.ndarray,
           background: np.ndarray = BACKGROUND_RGB) -> tuple[np.ndarray, np.ndarray]:
-    """Linear RGB reflectance (H, W, 3) and IR albedo (H, W) of an image of surfaces.
+    """Linear RGB reflectance, planar (3, H, W), and IR albedo (H, W) of an image of surfaces.
 
     Pixel (v, u) shows looks[which[v, u]] (which < 0: `background`, IR 0) at face coordinates (s, t) (m) on a
     face of extent (face_w, face_h); `windows[i]`, the rows and columns where look i can appear, bounds the
     work. `front` marks front faces: the printed mark is drawn there only. Looks shared by several indices
     (the same object) are painted in one pass."""
     h, w = which.shape
-    rgb = np.broadcast_to(np.asarray(background, dtype=np.float32), (h, w, 3)).copy()
     groups: dict[int, tuple[Look, list[int], list[Window]]] = {}
     for i, (look, win) in enumerate(zip(looks, windows, strict=True)):
         if win is not None:
             group = groups.setdefault(id(look), (look, [], []))
             group[1].append(i)
             group[2].append(win)
-    gid_of = np.full(len(looks) + 1, -1, dtype=np.int32)  # index -1 (background) reads the last entry
+    # Per-look tables; index -1 (background) reads the last row.
+    base = np.zeros((len(looks) + 1, 3), dtype=np.float32)
+    accent = np.zeros((len(looks) + 1, 3), dtype=np.float32)
+    base[-1] = accent[-1] = background
+    gid_of = np.full(len(looks) + 1, -1, dtype=np.int32)
     ir_of = np.zeros(len(looks) + 1, dtype=np.float32)
     for g, (look, indices, _) in enumerate(groups.values()):
-        gid_of[indices] = g
-        ir_of[indices] = look.ir_albedo
-    gid = gid_of[which]
-    flat_rgb = rgb.reshape(-1, 3)
+        gid_of[indices], ir_of[indices] = g, look.ir_albedo
+        base[indices], accent[indices] = look.base, look.accent
+    gid = np.take(gid_of, which)
+    mix = np.zeros(h * w, dtype=np.float32)  # the pattern's share of the accent colour
+    marks: list[tuple[np.ndarray, np.ndarray]] = []
     flat_s, flat_t, flat_w, flat_h, flat_front = (a.reshape(-1) for a in (s, t, face_w, face_h, front))
     for g, (look, _, wins) in enumerate(groups.values()):
         r0, c0 = min(r.start for r, _ in wins), min(c.start for _, c in wins)
@@ -133,50 +137,60 @@ def paint(looks: list[Look], which: np.ndarray, windows: list[Window | None], s:
             continue
         flat = (rr + r0) * w + (cc + c0)
         ss, tt, fw = flat_s[flat], flat_t[flat], flat_w[flat]
-        colour = _pattern(look, ss, tt, fw)
+        mix[flat] = _pattern(look, ss, tt, fw)
         if look.mark:
-            _mark(look, ss, tt, fw, flat_h[flat], flat_front[flat], colour)
-        flat_rgb[flat] = colour
-    return rgb, ir_of[which]
+            marks.append(_mark(look, ss, tt, fw, flat_h[flat], flat_front[flat], flat))
+    which = which.astype(np.intp)
+    rgb = np.empty((3, h, w), dtype=np.float32)  # planar: channel first
+    for c in range(3):
+        b = np.take(base[:, c], which)
+        rgb[c] = b + (np.take(accent[:, c], which) - b) * mix.reshape(h, w)
+    flat_rgb = rgb.reshape(3, -1)
+    for at, colour in marks:
+        flat_rgb[:, at] = colour.T
+    return rgb, np.take(ir_of, which)
+
+
+def _tri(x: np.ndarray) -> np.ndarray:
+    """A triangle wave of period 1 in [-1, 1] (cheaper than a sine, as smooth as a texture needs)."""
+    return np.abs(2 * (x - np.floor(x)) - 1) * 2 - 1
 
 
 def _pattern(look: Look, s: np.ndarray, t: np.ndarray, face_w: np.ndarray) -> np.ndarray:
-    """(n, 3) reflectance of `look`'s pattern at (s, t)."""
+    """(n,) share of the accent colour in `look`'s pattern at (s, t)."""
     a, b = s * np.float32(1 / look.period_m), t * np.float32(1 / look.period_m)
     kind = look.pattern
     if kind == STRIPES:
         r = a * np.float32(np.cos(look.angle_rad) / 2) + b * np.float32(np.sin(look.angle_rad) / 2)
-        p = (r - np.floor(r) < 0.5).astype(np.float32)
-    elif kind == CHECKS:
+        return (r - np.floor(r) < 0.5).astype(np.float32)
+    if kind == CHECKS:
         c = (a + np.floor(b)) * np.float32(0.5)
-        p = (c - np.floor(c) < 0.5).astype(np.float32)
-    elif kind == DOTS:
-        p = (np.square(a - np.floor(a) - 0.5) + np.square(b - np.floor(b) - 0.5) < 0.09).astype(np.float32)
-    elif kind == GRADIENT:
-        p = np.clip(s / np.maximum(face_w, np.float32(1e-6)), 0.0, 1.0)
-    elif kind == WEAVE:
-        two_pi = np.float32(2 * np.pi)
-        mottle = np.sin(s * np.float32(2 * np.pi / 0.13) + np.float32(1.3)) * np.sin(t * np.float32(2 * np.pi / 0.17))
-        p = 0.5 + 0.3 * np.sin(a * two_pi) * np.sin(b * two_pi) + 0.2 * mottle
-    else:
-        p = np.zeros(s.shape, dtype=np.float32)
-    base, accent = look.base.astype(np.float32), look.accent.astype(np.float32)
-    return base + (accent - base) * p[:, None]
+        return (c - np.floor(c) < 0.5).astype(np.float32)
+    if kind == DOTS:
+        return (np.square(a - np.floor(a) - 0.5) + np.square(b - np.floor(b) - 0.5) < 0.09).astype(np.float32)
+    if kind == GRADIENT:
+        return np.clip(s / np.maximum(face_w, np.float32(1e-6)), 0.0, 1.0)
+    if kind == WEAVE:
+        mottle = _tri(s * np.float32(1 / 0.13) + np.float32(0.2)) * _tri(t * np.float32(1 / 0.17))
+        return 0.5 + 0.3 * _tri(a) * _tri(b) + 0.2 * mottle
+    return np.zeros(s.shape, dtype=np.float32)
 
 
 def _mark(look: Look, s: np.ndarray, t: np.ndarray, face_w: np.ndarray, face_h: np.ndarray, front: np.ndarray,
-          colour: np.ndarray) -> None:
-    """Draw the printed mark (label paper with three lines of glyph cells) into `colour`, front faces only."""
+          at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The printed mark (label paper with three lines of glyph cells), front faces only: (where in `at`,
+    colours (n, 3))."""
     mu, mv, mw, mh = look.mark_box
     fu = (s / np.maximum(face_w, np.float32(1e-6)) - np.float32(mu)) * np.float32(1 / mw)
     fv = (t / np.maximum(face_h, np.float32(1e-6)) - np.float32(mv)) * np.float32(1 / mh)
     inside = front & (fu >= 0) & (fu < 1) & (fv >= 0) & (fv < 1)
     if not inside.any() or look.glyphs is None or look.ink is None:
-        return
+        return at[:0], np.zeros((0, 3), dtype=np.float32)
     fu, fv = fu[inside], fv[inside]
     row = np.floor(fv * (2 * GLYPH_ROWS + 1)).astype(np.intp)  # text lines at odd rows, gaps between them
     on_line = (row % 2 == 1) & (row < 2 * GLYPH_ROWS)
     cell = fu * GLYPH_COLS
     col = np.minimum(cell.astype(np.intp), GLYPH_COLS - 1)
     inked = on_line & look.glyphs[np.clip(row // 2, 0, GLYPH_ROWS - 1), col] & (cell - np.floor(cell) < 0.8)
-    colour[inside] = np.where(inked[:, None], look.ink.astype(np.float32), np.asarray(LABEL_PAPER, np.float32))
+    colour = np.where(inked[:, None], look.ink.astype(np.float32), np.asarray(LABEL_PAPER, np.float32))
+    return at[inside], colour

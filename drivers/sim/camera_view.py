@@ -109,10 +109,14 @@ def _render(bin: Bin, intrinsics: Intrinsics | None, pose: CameraPose | None, rn
     refl, ir = _reflectance(rest, rest_boxes, products)
     radiance = light.shade(refl, rest.face)
     on_band = band.depth < rest.depth
-    alpha = np.where(on_band, band_alpha(band.s, band.t, band.face_h), np.float32(0.0)).astype(np.float32)
+    alpha = np.zeros(on_band.shape, dtype=np.float32)
     if on_band.any():
-        band_radiance = light.shade(np.broadcast_to(BAND_RGB.astype(np.float32), radiance.shape), band.face)
-        radiance += alpha[..., None] * (band_radiance - radiance)
+        alpha[on_band] = band_alpha(band.s[on_band], band.t[on_band], band.face_h[on_band])
+        a = alpha[on_band]
+        behind = radiance[:, on_band]
+        band_radiance = light.shade(np.broadcast_to(BAND_RGB.astype(np.float32)[:, None], behind.shape),
+                                    band.face[on_band])
+        radiance[:, on_band] = behind + a * (band_radiance - behind)
     color = expose(radiance, color_rng)
 
     solid = on_band & (band_density(band.t, band.face_h) >= BAND_DEPTH_DENSITY)

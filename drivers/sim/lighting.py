@@ -49,15 +49,19 @@ class Lighting:
         g = kelvin_rgb(self.kelvin) ** (1.0 - WHITE_BALANCE)
         return g / g.mean()
 
-    def shade(self, reflectance: np.ndarray, face: np.ndarray) -> np.ndarray:
-        """Linear radiance (H, W, 3) of surfaces with `reflectance` (H, W, 3) on faces `face` (raycast FACE_*
-        codes; -1, nothing hit, is lit as a surface facing the camera)."""
+    def light(self, face: np.ndarray) -> np.ndarray:
+        """The light's strength on faces `face` (raycast FACE_* codes; -1, nothing hit, is lit as a surface
+        facing the camera): intensity x (ambient + (1 - ambient) x Lambert), float32 of face's shape."""
         d = np.asarray(self.direction, dtype=np.float64)
         d = d / np.linalg.norm(d)
         normals = np.concatenate([NORMALS, [[0.0, 0.0, -1.0]]])  # index -1: facing the camera
         lambert = np.clip(-(normals @ d), 0.0, 1.0)
-        light = (self.intensity * (self.ambient + (1.0 - self.ambient) * lambert)).astype(np.float32)
-        return reflectance * self.gains().astype(np.float32) * light[face][..., None]
+        table = (self.intensity * (self.ambient + (1.0 - self.ambient) * lambert)).astype(np.float32)
+        return np.take(table, face.astype(np.intp))
+
+    def shade(self, reflectance: np.ndarray, face: np.ndarray) -> np.ndarray:
+        """Linear radiance (3, ...) of surfaces of planar `reflectance` (3, ...) on faces `face` (...)."""
+        return reflectance * (self.gains().astype(np.float32).reshape((3,) + (1,) * face.ndim) * self.light(face)[None])
 
 
 _SRGB = np.linspace(0.0, 1.0, 4096)
@@ -66,9 +70,12 @@ _SRGB_LUT = np.rint(255.0 * np.where(_SRGB <= 0.0031308, 12.92 * _SRGB,
 
 
 def expose(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Linear radiance (H, W, 3) -> uint8 sRGB with sensor noise (a 4096-entry transfer table)."""
+    """Planar linear radiance (3, H, W) -> uint8 sRGB (H, W, 3) with sensor noise (a 4096-entry transfer table)."""
     x = np.clip(radiance.astype(np.float32), 0.0, None)
     sigma = np.float32(READ_NOISE) + np.float32(SHOT_NOISE) * np.sqrt(x)
     x += rng.standard_normal(x.shape, dtype=np.float32) * sigma
     np.clip(x, 0.0, 1.0, out=x)
-    return _SRGB_LUT[(x * np.float32(4095) + np.float32(0.5)).astype(np.intp)]
+    x *= np.float32(4095)
+    x += np.float32(0.5)
+    srgb = np.take(_SRGB_LUT, x.astype(np.int32))
+    return np.ascontiguousarray(srgb.transpose(1, 2, 0))
