@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .noise import gaussian
 from .raycast import NORMALS
 
 READ_NOISE = 0.004
@@ -73,9 +74,8 @@ def expose(radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Planar linear radiance (3, H, W) -> uint8 sRGB (H, W, 3) with sensor noise (a 4096-entry transfer table)."""
     x = np.clip(radiance.astype(np.float32), 0.0, None)
     sigma = np.float32(READ_NOISE) + np.float32(SHOT_NOISE) * np.sqrt(x)
-    x += rng.standard_normal(x.shape, dtype=np.float32) * sigma
+    x += gaussian(rng, x.shape) * sigma
     np.clip(x, 0.0, 1.0, out=x)
     x *= np.float32(4095)
     x += np.float32(0.5)
-    srgb = np.take(_SRGB_LUT, x.astype(np.int32))
-    return np.ascontiguousarray(srgb.transpose(1, 2, 0))
+    return np.take(_SRGB_LUT, x.astype(np.int32).transpose(1, 2, 0))
