@@ -21,12 +21,15 @@ colour noise and the depth artefacts, so a lighting change (a given `lighting`) 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
+import anyio
 import numpy as np
 
-from ..camera import DepthFrame, Intrinsics
+from ..camera import DepthFrame, Intrinsics, PeriodicFrameSource
 from .appearance import (
     BACKGROUND_RGB,
     BAND_IR_ALBEDO,
@@ -83,6 +86,37 @@ def render_training_view(bin: Bin, intrinsics: Intrinsics | None = None, pose: C
                          timestamp: float = 0.0) -> tuple[DepthFrame, FrameTruth]:
     """For training and evaluation only: the frame `capture` gives for the same arguments, and its truth."""
     return _render(bin, intrinsics, pose, rng, lighting, sensor, seq, timestamp)
+
+
+class SimEoatCamera(PeriodicFrameSource):
+    """A `DepthFrameSource` of `capture` frames: depth and colour of the bin `view()` names, at `rate_hz`.
+
+    `view()` returns the (bin, camera pose) the camera faces now, or None (no frame: e.g. the arm is moving).
+    The bin is copied when a frame is taken, so the world may change while it renders. Every frame draws its own
+    light and noise from one Generator seeded by `seed`. `threaded=True` renders in a worker thread (real
+    time); keep it False under the virtual clock so a run stays deterministic.
+    """
+
+    def __init__(self, view: Callable[[], tuple[Bin, CameraPose] | None], intrinsics: Intrinsics | None = None, *,
+                 rate_hz: float = 10.0, seed: int = 0, sensor: StructuredLight = DEFAULT_SENSOR,
+                 threaded: bool = True) -> None:
+        super().__init__("sim_eoat_camera", rate_hz)
+        self.view = view
+        self.intrinsics = intrinsics or Intrinsics.from_fov()
+        self.sensor = sensor
+        self.threaded = threaded
+        self._rng = np.random.default_rng(seed)
+
+    async def capture(self) -> DepthFrame | None:
+        faced = self.view()
+        if faced is None:
+            return None
+        bin, pose = faced
+        snapshot = copy.copy(bin)
+        snapshot.items = list(bin.items)  # PlacedItem is immutable: a shallow copy of the list is a snapshot
+        take = partial(capture, snapshot, self.intrinsics, pose, rng=self._rng, sensor=self.sensor,
+                       seq=self.next_seq(), timestamp=anyio.current_time())
+        return await anyio.to_thread.run_sync(take) if self.threaded else take()
 
 
 @lru_cache(maxsize=4096)

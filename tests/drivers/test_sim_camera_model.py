@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import struct
 import typing
+from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 
 from drivers.camera import DepthFrame, Intrinsics
 from drivers.sim.appearance import PATTERN_NAMES, Look, product_look, stable_seed
 from drivers.sim.camera import Box
-from drivers.sim.camera_view import FrameTruth, capture, render_training_view
+from drivers.sim.camera_view import FrameTruth, SimEoatCamera, capture, render_training_view
 from drivers.sim.lighting import Lighting
 from drivers.sim.raycast import cast
+from drivers.sim.sample_dump import dump_sample
 from drivers.sim.sensor_model import StructuredLight
 from drivers.sim.world import Bin, Item, PlacedItem, generate_bin
-from drivers.sim.world_render import BAND, ITEM, WALL, render_bin
+from drivers.sim.world_render import BAND, ITEM, WALL, CameraPose, render_bin
+from statecharts.engine import VirtualClock
 
 K = Intrinsics.from_fov(320, 240)
 SENSOR = StructuredLight()
@@ -246,3 +251,35 @@ def test_the_controller_side_frame_has_no_labels() -> None:
     assert not hasattr(frame, "__dict__")  # slots: nothing can ride along on a frame
     with pytest.raises((AttributeError, TypeError)):
         frame.labels = np.zeros(1)  # type: ignore[attr-defined]
+
+
+def test_the_sim_eoat_camera_publishes_frames_with_colour() -> None:
+    b = generate_bin(4, density=0.6)
+    facing: list[tuple[Bin, CameraPose] | None] = [None, (b, CameraPose())]
+    cam = SimEoatCamera(lambda: facing[-1], K, rate_hz=10.0, seed=5, threaded=False)
+
+    async def main() -> list[DepthFrame]:
+        sub = cam.subscribe()
+        async with anyio.create_task_group() as tg:
+            await tg.start(cam.run)
+            frames = [await sub.receive() for _ in range(2)]
+            facing.append(None)  # the arm moves away: no frames
+            await anyio.sleep(0.5)
+            tg.cancel_scope.cancel()
+        return frames
+
+    frames = VirtualClock().run(main)
+    assert [f.seq for f in frames] == [0, 1] and np.allclose(np.diff([f.timestamp for f in frames]), 0.1)
+    assert all(type(f) is DepthFrame and f.color is not None for f in frames)
+    assert not np.array_equal(frames[0].color, frames[1].color)  # each frame its own light and noise
+    assert cam.next_seq() == 2
+
+
+def test_sample_dump_writes_pngs(tmp_path: Path) -> None:
+    out = dump_sample(tmp_path / "s", generate_bin(2, density=0.5), K, rng=1)
+    for name in ("color.png", "depth.png", "classes.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", data[16:24]) == (K.width, K.height)
+    with np.load(out / "sample.npz") as z:
+        assert z["color"].shape == (K.height, K.width, 3) and z["cls"].dtype == np.uint8
