@@ -270,8 +270,8 @@ def test_the_sim_eoat_camera_publishes_frames_with_colour() -> None:
 
     frames = VirtualClock().run(main)
     assert [f.seq for f in frames] == [0, 1] and np.allclose(np.diff([f.timestamp for f in frames]), 0.1)
-    assert all(type(f) is DepthFrame and f.color is not None for f in frames)
-    assert not np.array_equal(frames[0].color, frames[1].color)  # each frame its own light and noise
+    colours = [f.color for f in frames if type(f) is DepthFrame and f.color is not None]
+    assert len(colours) == 2 and not np.array_equal(colours[0], colours[1])  # each frame its own light and noise
     assert cam.next_seq() == 2
 
 
