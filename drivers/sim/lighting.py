@@ -1,11 +1,13 @@
 """Per-frame lighting and the colour sensor: linear reflectance -> 8-bit sRGB.
 
 `Lighting.sample(rng)` draws a frame's light: intensity 0.6-1.3, colour temperature 2800-7000 K (RGB gains from
-a blackbody fit, half corrected by the camera's white balance, normalised to a mean of 1), a direction within
-about 35 degrees of the camera axis (the light travels +z into the bin, from the EOAT's side) and an ambient
-share of 0.2-0.45. `shade` is Lambert: radiance = reflectance x gains x intensity x (ambient + (1 - ambient) x
+a blackbody fit, half corrected by the camera's white balance, normalised to a mean of 1), a direction up to
+35 degrees off the camera axis in x and in y (the light travels +z into the bin, from the EOAT's side) and an
+ambient share of 0.2-0.45. `shade` is Lambert: radiance = reflectance x gains x intensity x (ambient + (1 - ambient) x
 max(0, n . -direction)). `expose` adds sensor noise (read noise 0.004 plus shot noise 0.012 sqrt(radiance),
-linear units), applies the sRGB transfer curve and rounds to uint8.
+linear units; Gaussian draws from `noise.gaussian`), applies the sRGB transfer curve and rounds to uint8.
+Reflectance and radiance images are planar, (3, H, W), for speed; the exposed image is (H, W, 3) as
+`DepthFrame.color` wants.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ surface) into what such a sensor reports: float32 metres, NaN = no return. In or
 7. Noise: Gaussian, sigma(z) = sigma_floor_m + z^2 * subpixel / (fx * baseline_m): the stereo/structured-light
    law (disparity error `subpixel` px -> depth error growing with the square of the range). Defaults are a
    short-range D405-like sensor: 18 mm baseline, 0.08 px subpixel, so at fx = 457 px (640 px, 70 degrees)
-   sigma is about 1.4 mm at 0.35 m and 6.6 mm at 0.8 m.
+   sigma is about 1.4 mm at 0.35 m and 6.4 mm at 0.8 m.
 8. Quantisation: values are rounded to multiples of `depth_unit_m` (0.1 mm, the D405's default unit), as the
    z16 stream carries them.
 
