@@ -17,6 +17,7 @@
     [robot]  # drivers.robot.RobotConfig  (host, port, timeouts, heartbeat)
     [ft]     # drivers.ft.FTConfig        (host, port, stale_after_s; at most 1 s for a run)
     [fc]     # cellctl.fc.config.FcConfig (the FC-facing OPC UA server: host, port, path, store, ...)
+    [perception]  # learned models (docs/models.md): segmenter, pick, embedding paths; provider, intra_op_threads
     [camera] # devices = "external" only: kind = "sim-service", host, port, request_timeout_s
 
 With devices = "sim", the simulated devices listen on the hosts and ports given there and the drivers are pointed
@@ -39,6 +40,8 @@ from drivers.ft import FTConfig
 from drivers.plc import PlcConfig
 from drivers.robot import RobotConfig
 from drivers.sim.faults import FaultProfileName
+from perception.learned.contracts import ModelError
+from perception.learned.session import CPU, MAX_THREADS, SessionSettings, check_provider
 
 
 class ConfigError(ValueError):
@@ -140,6 +143,40 @@ class RunFTConfig(FTConfig):
     stale_after_s: float = Field(default=0.05, ge=0.01, le=1.0)
 
 
+class PerceptionSection(_Section):
+    """[perception]: the learned models' files (docs/models.md) and how onnxruntime runs them.
+
+    segmenter, pick, embedding: .onnx files (a relative path is taken from the working directory), each checked
+    against its contract when it is loaded. provider: an execution provider this onnxruntime has (another is
+    refused, naming those it has); intra_op_threads: onnxruntime's threads per session (the cores are shared
+    with the force reflex: 1 by default).
+    """
+
+    segmenter: Path | None = None
+    pick: Path | None = None
+    embedding: Path | None = None
+    provider: str = Field(CPU, min_length=1, max_length=100)
+    intra_op_threads: int = Field(1, ge=1, le=MAX_THREADS)
+
+    @field_validator("segmenter", "pick", "embedding")
+    @classmethod
+    def _model_path(cls, value: Path | None) -> Path | None:
+        if value is not None and "\x00" in str(value):
+            raise ValueError("a path cannot contain a NUL character")
+        return value
+
+    @field_validator("provider")
+    @classmethod
+    def _available(cls, value: str) -> str:  # a given provider only: the default loads no onnxruntime
+        try:
+            return check_provider(value)
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
+
+    def session_settings(self) -> SessionSettings:
+        return SessionSettings(self.provider, self.intra_op_threads)
+
+
 class RunConfig(_Section):
     cell: CellSection = CellSection()
     log: LogSection = LogSection()
@@ -149,6 +186,7 @@ class RunConfig(_Section):
     ft: RunFTConfig = RunFTConfig()
     camera: CameraConfig = CameraConfig()  # used with devices = "external" only, and there it must be given
     fc: FcConfig = FcConfig()
+    perception: PerceptionSection = PerceptionSection()
 
     @model_validator(mode="after")
     def _external_needs_camera(self) -> RunConfig:
