@@ -116,19 +116,18 @@ class StructuredLight:
 
     def edges(self, z: np.ndarray) -> np.ndarray:
         """Pixels within `edge_px` of a depth jump between 4-neighbours (a surface next to nothing counts)."""
-        zz = np.where(np.isfinite(z), z, np.inf)
-        jump = np.zeros(z.shape, dtype=bool)
-        for a, b, axis in ((zz[:, 1:], zz[:, :-1], 1), (zz[1:, :], zz[:-1, :], 0)):
+        zz = np.asarray(z, dtype=np.float32).copy()
+        zz[~np.isfinite(zz)] = np.inf
+        jump = np.zeros(zz.shape, dtype=bool)
+        step, rel = np.float32(self.edge_jump_m), np.float32(self.edge_jump_rel)
+        for a, b, lo, hi in ((zz[:, 1:], zz[:, :-1], jump[:, 1:], jump[:, :-1]),
+                             (zz[1:], zz[:-1], jump[1:], jump[:-1])):
             with np.errstate(invalid="ignore"):
                 near = np.minimum(a, b)
-                d = np.abs(a - b)
-                j = ~(d <= self.edge_jump_m + self.edge_jump_rel * near)  # inf - finite and inf - inf: a jump
-                j &= np.isfinite(near)
-            pad = [(0, 0), (0, 0)]
-            pad[axis] = (1, 0)
-            jump |= np.pad(j, pad)
-            pad[axis] = (0, 1)
-            jump |= np.pad(j, pad)
+                # inf - finite and inf - inf compare False: a jump, unless neither side is a surface.
+                j = ~(np.abs(a - b) <= step + rel * near) & (near < np.inf)
+            lo |= j
+            hi |= j
         for _ in range(max(self.edge_px - 1, 0)):
             grown = jump.copy()
             grown[1:] |= jump[:-1]
