@@ -76,7 +76,7 @@ def capture(bin: Bin, intrinsics: Intrinsics | None = None, pose: CameraPose | N
             rng: np.random.Generator | int = 0, lighting: Lighting | None = None,
             sensor: StructuredLight = DEFAULT_SENSOR, seq: int = 0, timestamp: float = 0.0) -> DepthFrame:
     """A camera frame of `bin`: measured depth and colour, no labels."""
-    frame, _ = _render(bin, intrinsics, pose, rng, lighting, sensor, seq, timestamp)
+    frame, _ = _render(bin, intrinsics, pose, rng, lighting, sensor, seq, timestamp, truth=False)
     return frame
 
 
@@ -85,7 +85,9 @@ def render_training_view(bin: Bin, intrinsics: Intrinsics | None = None, pose: C
                          sensor: StructuredLight = DEFAULT_SENSOR, seq: int = 0,
                          timestamp: float = 0.0) -> tuple[DepthFrame, FrameTruth]:
     """For training and evaluation only: the frame `capture` gives for the same arguments, and its truth."""
-    return _render(bin, intrinsics, pose, rng, lighting, sensor, seq, timestamp)
+    frame, truth = _render(bin, intrinsics, pose, rng, lighting, sensor, seq, timestamp, truth=True)
+    assert truth is not None
+    return frame, truth
 
 
 class SimEoatCamera(PeriodicFrameSource):
@@ -125,8 +127,8 @@ def _look(product_id: str) -> Look:
 
 
 def _render(bin: Bin, intrinsics: Intrinsics | None, pose: CameraPose | None, rng: np.random.Generator | int,
-            lighting: Lighting | None, sensor: StructuredLight, seq: int,
-            timestamp: float) -> tuple[DepthFrame, FrameTruth]:
+            lighting: Lighting | None, sensor: StructuredLight, seq: int, timestamp: float, *,
+            truth: bool) -> tuple[DepthFrame, FrameTruth | None]:
     k = intrinsics or Intrinsics.from_fov()
     pose = pose or CameraPose()
     if pose.standoff_mm <= bin.band_thickness_mm:
@@ -158,7 +160,7 @@ def _render(bin: Bin, intrinsics: Intrinsics | None, pose: CameraPose | None, rn
     cos = np.where(solid, band.cos_incidence, rest.cos_incidence)
     depth = sensor.apply(z, cos, np.where(solid, BAND_IR_ALBEDO, ir), k, depth_rng)
     frame = DepthFrame(seq, timestamp, k, depth, color)
-    return frame, _truth(rest, band, on_band, alpha, rest_boxes, products, light)
+    return frame, (_truth(rest, band, on_band, alpha, rest_boxes, products, light) if truth else None)
 
 
 def _reflectance(rest: Surfaces, boxes: list[Box], products: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
