@@ -18,7 +18,8 @@
     [ft]     # drivers.ft.FTConfig        (host, port, stale_after_s; at most 1 s for a run)
     [fc]     # cellctl.fc.config.FcConfig (the FC-facing OPC UA server: host, port, path, store, ...)
     [perception]  # learned models (docs/models.md): segmenter, pick, embedding paths; provider, intra_op_threads
-    [camera] # devices = "external" only: kind = "sim-service", host, port, request_timeout_s
+    [camera] # devices = "external" only: kind = "sim-service", host, port, request_timeout_s; or kind = "realsense",
+             # serial, depth_width/height, fps, color, filters, stale_after_s, ... (docs/camera.md)
 
 With devices = "sim", the simulated devices listen on the hosts and ports given there and the drivers are pointed
 at them (the `host`/`port`/`url` in `[plc]`, `[robot]`, `[ft]` and `[camera]` are then ignored). With
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cellctl.fc.config import FcConfig
 from drivers.ft import FTConfig
 from drivers.plc import PlcConfig
+from drivers.realsense_config import RealSenseConfig
 from drivers.robot import RobotConfig
 from drivers.sim.faults import FaultProfileName
 from perception.learned.contracts import ModelError
@@ -105,14 +107,21 @@ class SimSection(_Section):
     fc_client: bool = True
 
 
-class CameraConfig(_Section):
+SIM_SERVICE_KEYS = ("host", "port", "request_timeout_s")
+REALSENSE_KEYS = tuple(RealSenseConfig.model_fields)
+
+
+class CameraConfig(RealSenseConfig):
     """[camera] (devices = "external"): the EOAT camera and its perception.
 
     kind = "sim-service": the simulated cell's camera and perception served by `cellctl devices --sim`
     (its --service-port) at host:port; each request (and the connect) must answer within request_timeout_s.
+    kind = "realsense": an Intel RealSense camera (drivers.realsense; its keys are drivers.realsense_config's
+    RealSenseConfig, docs/camera.md). A key of the other kind is refused. `cellctl run` cannot use it yet: its
+    perception is the simulator's, and a real camera's frames need learned perception (issue 13, points 3, 8).
     """
 
-    kind: Literal["sim-service"] = "sim-service"
+    kind: Literal["sim-service", "realsense"] = "sim-service"
     host: str = Field("127.0.0.1", min_length=1, max_length=253)
     port: int = Field(4850, ge=1, le=65535)
     # A stow plan renders and perceives every bin of the pod: about a second on a slow machine.
@@ -125,11 +134,25 @@ class CameraConfig(_Section):
             raise ValueError(f"not a host name or address: {value!r}")
         return value
 
+    def check_consistent(self) -> None:
+        own, other = (SIM_SERVICE_KEYS, REALSENSE_KEYS) if self.kind == "sim-service" else \
+            (REALSENSE_KEYS, SIM_SERVICE_KEYS)
+        for key in other:
+            if key in self.model_fields_set:
+                raise ValueError(f"{key}: not a key of kind = {self.kind!r} (its keys: kind, {', '.join(own)})")
+        if self.kind == "realsense":
+            super().check_consistent()
+
+    def realsense(self) -> RealSenseConfig:
+        """The RealSense driver's settings (kind = "realsense")."""
+        given = {k: getattr(self, k) for k in REALSENSE_KEYS if k in self.model_fields_set}
+        return RealSenseConfig.model_validate(given)
+
 
 EXTERNAL_NEEDS_CAMERA = (
     "cell.devices: 'external' needs a [camera] section: kind, host, port (request_timeout_s optional); "
-    "the only camera today is kind = 'sim-service', the simulated cell's camera and perception served by "
-    "`cellctl devices --sim` (e.g. [camera] kind = \"sim-service\", host = \"127.0.0.1\", port = 4850)")
+    "the one camera cellctl run can use today is kind = 'sim-service', the simulated cell's camera and perception "
+    "served by `cellctl devices --sim` (e.g. [camera] kind = \"sim-service\", host = \"127.0.0.1\", port = 4850)")
 
 
 class RunFTConfig(FTConfig):

@@ -63,7 +63,7 @@ from cellctl.runtime.reflex_process import ReflexConfig, ReflexProcess
 from cellctl.runtime.signals import SignalListener, StopPolicy, StopSignal
 from cellctl.workcells.drivers import DriverWorkcell
 from cellctl.workcells.recording import COMMAND, RecordingWorkcell
-from cellctl.workcells.sources import CellDevices, Endpoints, open_devices
+from cellctl.workcells.sources import CellDevices, Endpoints, check_devices, open_devices
 from drivers.ft import FTSensor
 from drivers.plc import PlcClient
 from drivers.robot import RobotDriver
@@ -285,6 +285,7 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callab
     SIGTERM are taken on the event loop. A summary with an "error" key means the run had to stop on a fault
     of its own (the log's disk): `cellctl run` prints it and exits 2.
     """
+    check_devices(cfg)  # a camera this run cannot use: refused before a log or store is made
     tune_interpreter_for_reflex()
     path = _log_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)

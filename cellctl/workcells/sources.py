@@ -8,7 +8,9 @@ the endpoints the drivers connect to, the EOAT camera with its perception, and (
                           in this process (WorldCamera, WorldPerception, SimOrders).
     devices = "external"  the endpoints of [plc] url, [robot] host/port, [ft] host/port; the camera, perception
                           and orders of [camera] (kind = "sim-service": RemoteSim, connected in `tg`, to the
-                          world `cellctl devices --sim` serves in another process).
+                          world `cellctl devices --sim` serves in another process). kind = "realsense" is
+                          refused (`check_devices`): the controller's perception is the simulator's, and a real
+                          camera's frames need learned perception (issue 13, points 3 and 8).
 """
 
 from __future__ import annotations
@@ -25,11 +27,23 @@ from cellctl.workcells.sim_perception import WorldPerception
 from cellctl.workcells.sim_sources import SimOrders, WorldCamera
 from drivers.sim.cell_devices import Endpoints, SimCellConfig, SimCellDevices
 
-__all__ = ["EXTERNAL_FT_RATE_HZ", "CellDevices", "Endpoints", "open_devices"]
+__all__ = ["EXTERNAL_FT_RATE_HZ", "REALSENSE_NEEDS_LEARNED_PERCEPTION", "CellDevices", "Endpoints", "check_devices",
+           "open_devices"]
 
 # The F/T stream rate assumed for external devices (the event log's batch rate; the reflex is built for 1 kHz,
 # an ATI Net F/T's RDT default and `cellctl devices --sim`'s).
 EXTERNAL_FT_RATE_HZ = 1000.0
+
+REALSENSE_NEEDS_LEARNED_PERCEPTION = (
+    "camera.kind: 'realsense' gives camera frames only, and cellctl run's perception comes from the simulator's "
+    "labels (kind = 'sim-service'); perceiving from a real camera's frames needs learned perception (issue 13, "
+    "points 3 and 8), which cellctl run does not have yet: use kind = 'sim-service' with `cellctl devices --sim`")
+
+
+def check_devices(cfg: RunConfig) -> None:
+    """Refuse, with one line (ConfigError), devices this run could not use: before anything starts."""
+    if cfg.cell.devices == "external" and cfg.camera.kind == "realsense":
+        raise ConfigError(REALSENSE_NEEDS_LEARNED_PERCEPTION)
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ async def open_devices(cfg: RunConfig, tg: TaskGroup) -> CellDevices:
     if cfg.cell.devices == "external":
         if "camera" not in cfg.model_fields_set:  # load_config refuses this already; a config built in code too
             raise ConfigError(EXTERNAL_NEEDS_CAMERA)
+        check_devices(cfg)
         cam = cfg.camera
         remote = RemoteSim(cam.host, cam.port, request_timeout_s=cam.request_timeout_s)
         await tg.start(remote.run)
