@@ -6,11 +6,13 @@ bin and run, and two products almost surely differ. A look is evaluated in the c
 (metres from the face's corner, see `raycast`), so the pattern sticks to the item as it moves.
 
 A product has a base and an accent colour (HSV drawn; one product in seven is dark, value 0.04-0.12), a
-pattern (plain, stripes at an angle, checks, dots, a gradient across the front face) with a period of 8-40 mm,
-and on its front face a printed mark: a label-coloured block (10-45 % of the face) placed by the seed, with
-three rows of text-like glyph cells in an ink colour. Side and top faces carry the pattern only. `ir_albedo`
-is the surface's reflectance for the depth sensor's IR projector: 0.1 plus about the visible luminance, and
-0.005-0.06 for dark products (black plastics absorb the IR too), which return little depth (`sensor_model`).
+pattern (plain, stripes at an angle (twice as likely as the others), checks, dots, a gradient across the front
+face) with a period of 8-40 mm, and on its front face a printed mark: a label-paper block 25-70 % of the face
+wide and 20-50 % tall, placed by the seed (as fractions of the face, from its top-left corner as the camera
+sees it), with three lines of text-like glyph cells in an ink colour. Side and top faces carry the pattern
+only. `ir_albedo` is the surface's reflectance for the depth sensor's IR projector: 0.1 plus about the
+visible luminance, and 0.005-0.06 for dark products (black plastics absorb the IR too), which return little
+depth (`sensor_model`).
 
 Bin walls are a grey-blue woven fabric (a 6 mm weave and a slow mottle); the band is a dark knitted elastic,
 dense in the middle of its width and open towards its edges (`band_density`: 0.35-0.8); its opacity
