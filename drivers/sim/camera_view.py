@@ -146,19 +146,20 @@ def _render(bin: Bin, intrinsics: Intrinsics | None, pose: CameraPose | None, rn
     radiance = light.shade(refl, rest.face)
     on_band = band.depth < rest.depth
     alpha = np.zeros(on_band.shape, dtype=np.float32)
+    z, cos = rest.depth, rest.cos_incidence
     if on_band.any():
-        alpha[on_band] = band_alpha(band.s[on_band], band.t[on_band], band.face_h[on_band])
-        a = alpha[on_band]
+        bs, bt, bh = band.s[on_band], band.t[on_band], band.face_h[on_band]
+        alpha[on_band] = a = band_alpha(bs, bt, bh)
         behind = radiance[:, on_band]
         band_radiance = light.shade(np.broadcast_to(BAND_RGB.astype(np.float32)[:, None], behind.shape),
                                     band.face[on_band])
         radiance[:, on_band] = behind + a * (band_radiance - behind)
+        solid = np.zeros(on_band.shape, dtype=bool)
+        solid[on_band] = band_density(bt, bh) >= BAND_DEPTH_DENSITY
+        z, cos, ir = z.copy(), cos.copy(), ir.copy()
+        z[solid], cos[solid], ir[solid] = band.depth[solid], band.cos_incidence[solid], BAND_IR_ALBEDO
     color = expose(radiance, color_rng)
-
-    solid = on_band & (band_density(band.t, band.face_h) >= BAND_DEPTH_DENSITY)
-    z = np.where(solid, band.depth, rest.depth)
-    cos = np.where(solid, band.cos_incidence, rest.cos_incidence)
-    depth = sensor.apply(z, cos, np.where(solid, BAND_IR_ALBEDO, ir), k, depth_rng)
+    depth = sensor.apply(z, cos, ir, k, depth_rng)
     frame = DepthFrame(seq, timestamp, k, depth, color)
     return frame, (_truth(rest, band, on_band, alpha, rest_boxes, products, light) if truth else None)
 
