@@ -77,6 +77,7 @@ async def simulate(opts: SimOptions) -> dict[str, Any]:
     return {
         "task": opts.task, "seed": opts.seed, "cycles": data.cycles, "faults": opts.faults, "end_state": end,
         "outcomes": {k: data.counts.get(k, 0) for k in ("done", "handoff", "fault")},
+        "wrong_item_picks": sim.cell.wrong_items,  # the tote check: picked, but not the item ordered
         "handoff_reasons": dict(sorted(reasons.items())),
         "virtual_s": round(virtual, 3),
         "units_per_hour": round(done * 3600.0 / virtual, 1) if virtual > 0 else 0.0,

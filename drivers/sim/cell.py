@@ -24,11 +24,13 @@ from .world import (
     EPS,
     Bin,
     Item,
+    PlacedItem,
     Pod,
     WorldError,
     generate_pod,
     ground_truth_eligibility,
     insert,
+    item_under,
     remove,
     resting_on,
     supporters,
@@ -100,6 +102,8 @@ class SimCell:
         self.arriving: Item | None = None  # at the conveyor's pick-up point
         self.held: Item | None = None  # in the gripper (stow) or on the cup (pick)
         self.tote: list[Item] = []
+        self.ordered: int | None = None  # the item of the order handed out last (the tote check compares)
+        self.wrong_items = 0  # items put in the tote that were not the one ordered
         self.hook_down = False
 
     # ------------------------------------------------------------------ helpers
@@ -173,6 +177,7 @@ class SimCell:
             return None, down
         bin_id, item_id = pool[int(self.rng.integers(len(pool)))]
         self._orders += 1
+        self.ordered = item_id
         return Order(f"O{self._orders:06d}", bin_id, item_id), down
 
     # ------------------------------------------------------------------ physics of one motion
@@ -283,22 +288,25 @@ class SimCell:
             phys.spike = Spike(0.5 * duration, (limit or 30.0) * 1.8, rise_s=0.2)
         return phys
 
+    def under_cup(self, params: Mapping[str, float]) -> PlacedItem | None:
+        """What the cup at the motion's point touches: the frontmost item there, whatever the planner meant
+        (its `item` parameter is a label for logs; a wrong point picks the wrong item)."""
+        return item_under(self.bin(params["bin"]), params["x"], params["y"])
+
     def _attach(self, params: Mapping[str, float], limit: float | None) -> Physics:
-        b = self.bin(params["bin"])
-        item_id = int(params["item"])
-        present = any(p.item_id == item_id for p in b.items)
+        present = self.under_cup(params) is not None
         leak = not present or self.chance(self.faults.suction_leak) or params.get("area_mm2", 1e9) < 500.0
         return Physics(self.duration("attach"), contact_n=4.0, vacuum_kpa=LEAK_KPA if leak else VACUUM_KPA)
 
     def _extract(self, params: Mapping[str, float], limit: float | None) -> Physics:
         b = self.bin(params["bin"])
-        item_id = int(params["item"])
         duration = self.duration("extract")
-        target = next((p for p in b.items if p.item_id == item_id), None)
+        target = self.under_cup(params)
         phys = Physics(duration, vacuum_kpa=VACUUM_KPA)
         if target is None:
             phys.vacuum_kpa = LEAK_KPA
             return phys
+        item_id = target.item_id
         on_top = resting_on(b, item_id)
         heavy = target.item.mass_kg > 2.0
         if self.chance(self.faults.suction_leak) or self.chance(self.faults.item_slip) or (
@@ -327,8 +335,11 @@ class SimCell:
     def _place(self, params: Mapping[str, float], limit: float | None) -> Physics:
         def commit(stopped: float | None) -> str:
             if stopped is None and self.held is not None:
-                self.tote.append(self.held)
-                self.held = None
+                item, self.held = self.held, None
+                self.tote.append(item)
+                if self.ordered is not None and item.item_id != self.ordered:
+                    self.wrong_items += 1  # the FC's check at the tote: not what was ordered
+                    return f"item {item.item_id} in the tote: the wrong item (order {self.ordered})"
                 return "item in the tote"
             return "nothing placed"
 

@@ -45,7 +45,7 @@ from .faults import FaultProfileName, profile
 from .ft_sensor import SimFTConfig, SimFTSensor, Wrench6
 from .plc import PlcSim, SimItem, SimPod
 from .robot import DEFAULT_DURATIONS_S, PrimitivePlan, SimRobot, SimRobotConfig
-from .world import Item, Pod, WorldError
+from .world import Item, Pod, WorldError, item_under
 
 __all__ = [
     "NOMINAL_FORCE_LIMIT_N",
@@ -315,9 +315,8 @@ class CellRobotModel:
 
     def item_at(self, bin_index: int, x: float, y: float) -> int | None:
         """The frontmost item of the bin whose front face (x, y extent) contains the bin-relative point."""
-        b = self.cell.bin(bin_index)
-        hits = [q for q in b.items if q.lo[0] <= x <= q.hi[0] and q.lo[1] <= y <= q.hi[1]]
-        return min(hits, key=lambda q: q.lo[2]).item_id if hits else None
+        hit = item_under(self.cell.bin(bin_index), x, y)
+        return hit.item_id if hit is not None else None
 
     def _tool_on_bin(self, what: str) -> tuple[int, float, float]:
         if self.tool is None:

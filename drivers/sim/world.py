@@ -204,6 +204,13 @@ def supporters(bin: Bin, item_id: int) -> list[int]:
     ]
 
 
+def item_under(bin: Bin, x: float, y: float) -> PlacedItem | None:
+    """The frontmost item whose front face (its x, y extent) contains the bin-frame point (mm): what a
+    suction cup brought to (x, y) from the opening touches first."""
+    hits = [q for q in bin.items if q.lo[0] <= x <= q.hi[0] and q.lo[1] <= y <= q.hi[1]]
+    return min(hits, key=lambda q: q.lo[2]) if hits else None
+
+
 def resting_on(bin: Bin, item_id: int) -> list[int]:
     """Items that rest on `item_id` ("below others" when non-empty)."""
     return [p.item_id for p in bin.items if p.item_id != item_id and item_id in supporters(bin, p.item_id)]
