@@ -12,7 +12,7 @@ MMDC    := tests/interop/mermaid/node_modules/.installed
 # The PackML nodeset the FC server loads (OPC Foundation, via npm node-opcua-nodesets; pinned, sha256-checked).
 NODESET := cellctl/fc/nodesets/Opc.Ua.PackML.NodeSet2.xml
 
-.PHONY: test run lint bench sysdeps nodesets clean
+.PHONY: test run lint bench models sysdeps nodesets clean
 
 test: $(STAMP) $(INTEROP) $(SCION) $(MMDC) $(NODESET)
 	$(BIN)/ruff check .
@@ -31,6 +31,17 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/statecharts.py
 	$(BIN)/python bench/replay.py
+
+# The learned perception models (docs/models.md, "Training") from their fixed seeds, into models/ with a
+# <model>.report.json of held-out metrics beside each. Installs the `train` extra (CPU PyTorch). On 2 cores
+# expect about 3 hours in all (data generation about 30 min, then roughly an hour a model); the data set is
+# cached under build/train-data.
+MODEL_SEED ?= 1
+models: $(STAMP)
+	$(BIN)/pip install -q -e '.[train]'
+	$(BIN)/python -m perception.train.train_seg --kind segmenter --seed $(MODEL_SEED) --out models/segmenter.onnx
+	$(BIN)/python -m perception.train.train_seg --kind pick --seed $(MODEL_SEED) --out models/pick.onnx
+	$(BIN)/python -m perception.train.train_embedding --seed $(MODEL_SEED) --out models/embedding.onnx
 
 sysdeps:
 	@sh scripts/ensure-sysdeps.sh
