@@ -34,8 +34,8 @@ bench: $(STAMP)
 
 # The learned perception models (docs/models.md, "Training") from their fixed seeds, into models/ with a
 # <model>.report.json of held-out metrics beside each. Installs the `train` extra (CPU PyTorch). On 2 cores
-# expect about 3 hours in all (data generation about 30 min, then roughly an hour a model); the data set is
-# cached under build/train-data.
+# expect about 3.5 to 4 hours in all (data generation about 30 min, then roughly an hour a model); the data sets
+# are cached under build/train-data.
 MODEL_SEED ?= 1
 models: $(STAMP)
 	$(BIN)/pip install -q -e '.[train]'
