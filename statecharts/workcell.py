@@ -116,6 +116,8 @@ class PickOrder(Message):
     order_id: str = Field(min_length=1, max_length=64)
     item_id: str = Field(min_length=1, max_length=64)
     bin_id: str = Field(min_length=1, max_length=64)
+    # The product (its catalogue entry: reference images to match); "" when the FC names none.
+    product_id: str = Field("", max_length=64)
 
 
 class SweepPlan(Message):

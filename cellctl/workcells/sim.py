@@ -91,7 +91,8 @@ class SimWorkcell:
             return None
         await anyio.sleep(wait)
         self._orders[order.order_id] = order.item_id
-        msg = PickOrder(order_id=order.order_id, item_id=str(order.item_id), bin_id=order.bin_id)
+        msg = PickOrder(order_id=order.order_id, item_id=str(order.item_id), bin_id=order.bin_id,
+                        product_id=order.product_id)
         return msg
 
     async def report(self, report: TaskReport) -> None:

@@ -44,4 +44,5 @@ class SimOrders:
             await anyio.sleep(timeout_s)
             return None
         await anyio.sleep(0.5 + down_s)
-        return PickOrder(order_id=order.order_id, item_id=str(order.item_id), bin_id=order.bin_id)
+        return PickOrder(order_id=order.order_id, item_id=str(order.item_id), bin_id=order.bin_id,
+                        product_id=order.product_id)

@@ -81,6 +81,7 @@ class Order:
     order_id: str
     bin_id: str
     item_id: int
+    product_id: str = ""
 
 
 class SimCell:
@@ -178,7 +179,8 @@ class SimCell:
         bin_id, item_id = pool[int(self.rng.integers(len(pool)))]
         self._orders += 1
         self.ordered = item_id
-        return Order(f"O{self._orders:06d}", bin_id, item_id), down
+        product = self.pod.bin(bin_id).get(item_id).item.product_id
+        return Order(f"O{self._orders:06d}", bin_id, item_id, product), down
 
     # ------------------------------------------------------------------ physics of one motion
     def physics(self, primitive: str, params: Mapping[str, float], force_limit_n: float | None) -> Physics:
