@@ -20,7 +20,7 @@ Targets of a view, at the contract's mask grid (MASK_H x MASK_W, each cell the f
   `embedding_pairs` draws (cell crop, reference, same product?) pairs with different products as negatives.
 
 The train and held-out splits are disjoint seed ranges (`SEED_RANGES`). Shards are `.npz` files (`write_shard`,
-`read_shard`).
+`read_shard`) holding either part or both (`PARTS`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,13 @@ MIN_CELLS = 2  # an item needs this many mask-grid cells to be a query target (a
 EMBED_MIN_PIXELS = 150  # an item needs this many frame pixels for an embedding crop
 REF_VIEWS = 3  # reference images per product
 NOT_ITEM, NO_OBJECT, PAD_STATUS = KINDS.index("not_item"), 1, -1
-_KEYS = ("seed", "image", "sem", "query_masks", "query_class", "query_status", "query_items")
+Part = Literal["segmentation", "embedding"]
+PARTS: dict[Part, tuple[str, ...]] = {
+    "segmentation": ("image", "sem", "query_masks", "query_class", "query_status", "query_items"),
+    "embedding": ("cell_crops", "cell_products", "ref_crops", "ref_products"),
+}
+ALL_PARTS: tuple[Part, ...] = ("segmentation", "embedding")
+DATA_VERSION = 1  # bump on any change to what a seed generates (the training scripts' caches carry it)
 
 
 class DatasetError(ValueError):
@@ -177,16 +183,20 @@ def embedding_pairs(cell_products: Sequence[str], ref_products: Sequence[str],
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
-def write_shard(path: str | Path, views: Iterable[View]) -> Path:
-    """Write views to one compressed .npz shard (product ids as strings; crops concatenated over views)."""
+def write_shard(path: str | Path, views: Iterable[View], parts: Sequence[Part] = ALL_PARTS) -> Path:
+    """Write views to one compressed .npz shard: `seed` and the arrays of `parts` (segmentation: stacked per view;
+    embedding: crops concatenated over the views, product ids as strings)."""
     vs = list(views)
-    if not vs:
-        raise DatasetError("a shard needs at least one view")
-    arrays: dict[str, np.ndarray] = {k: np.stack([getattr(v, k) for v in vs]) for k in _KEYS}
-    arrays["cell_crops"] = np.concatenate([v.cell_crops for v in vs])
-    arrays["ref_crops"] = np.concatenate([v.ref_crops for v in vs])
-    arrays["cell_products"] = np.array([p for v in vs for p in v.cell_products], dtype=str).reshape(-1)
-    arrays["ref_products"] = np.array([p for v in vs for p in v.ref_products], dtype=str).reshape(-1)
+    if not vs or not parts:
+        raise DatasetError("a shard needs at least one view and one part")
+    arrays: dict[str, np.ndarray] = {"seed": np.array([v.seed for v in vs], dtype=np.int64)}
+    if "segmentation" in parts:
+        arrays.update({k: np.stack([getattr(v, k) for v in vs]) for k in PARTS["segmentation"]})
+    if "embedding" in parts:
+        arrays["cell_crops"] = np.concatenate([v.cell_crops for v in vs])
+        arrays["ref_crops"] = np.concatenate([v.ref_crops for v in vs])
+        arrays["cell_products"] = np.array([p for v in vs for p in v.cell_products], dtype=str).reshape(-1)
+        arrays["ref_products"] = np.array([p for v in vs for p in v.ref_products], dtype=str).reshape(-1)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(p, **arrays)  # type: ignore[arg-type]
@@ -197,23 +207,29 @@ def read_shard(path: str | Path) -> dict[str, np.ndarray]:
     """A shard's arrays (see `write_shard`), checked for the contract's shapes."""
     with np.load(Path(path), allow_pickle=False) as z:
         out = {k: z[k] for k in z.files}
-    missing = [k for k in (*_KEYS, "cell_crops", "ref_crops", "cell_products", "ref_products") if k not in out]
-    if missing:
-        raise DatasetError(f"{path}: not a data shard, missing {', '.join(missing)}")
+    parts = [part for part, keys in PARTS.items() if keys[0] in out]
+    missing = [k for part in parts for k in PARTS[part] if k not in out]
+    if "seed" not in out or not parts or missing:
+        raise DatasetError(f"{path}: not a data shard, missing {', '.join(missing) or 'seed or every part'}")
     n = len(out["seed"])
-    if out["image"].shape != (n, 4, INPUT_H, INPUT_W) or out["query_masks"].shape != (n, QUERIES, MASK_H, MASK_W):
+    if "segmentation" in parts and (out["image"].shape != (n, 4, INPUT_H, INPUT_W)
+                                    or out["query_masks"].shape != (n, QUERIES, MASK_H, MASK_W)):
         raise DatasetError(f"{path}: image {out['image'].shape} / masks {out['query_masks'].shape} off the contract")
+    if "embedding" in parts and (out["cell_crops"].shape[1:] != (3, CROP, CROP)
+                                 or len(out["cell_crops"]) != len(out["cell_products"])
+                                 or len(out["ref_crops"]) != len(out["ref_products"])):
+        raise DatasetError(f"{path}: crops {out['cell_crops'].shape} off the contract or their product ids")
     return out
 
 
 def build_split(out_dir: str | Path, split: Split, n: int, *, shard_size: int = 256, start: int = 0,
-                embeddings: bool = True) -> list[Path]:
-    """Generate `n` views of `split` into shards `{split}-00000.npz`, ... under `out_dir`."""
+                parts: Sequence[Part] = ALL_PARTS) -> list[Path]:
+    """Generate `n` views of `split` into shards `{split}-00000.npz`, ... under `out_dir` (only `parts`)."""
     seeds = split_seeds(split, n, start)
     paths: list[Path] = []
     for k in range(0, len(seeds), shard_size):
-        views = [make_view(s, embeddings=embeddings) for s in seeds[k:k + shard_size]]
-        paths.append(write_shard(Path(out_dir) / f"{split}-{k // shard_size:05d}.npz", views))
+        views = [make_view(s, embeddings="embedding" in parts) for s in seeds[k:k + shard_size]]
+        paths.append(write_shard(Path(out_dir) / f"{split}-{k // shard_size:05d}.npz", views, parts))
     return paths
 
 

@@ -92,13 +92,13 @@ def threshold_on(net: EmbedNet, data: Mapping[str, np.ndarray], n_products: int 
 
 
 def views(data_dir: Path, split: dataset.Split, n: int) -> dict[str, np.ndarray]:
-    shards = sorted(data_dir.glob(f"emb-{split}-{n}-*.npz"))
+    shards = sorted(data_dir.glob(f"emb-v{dataset.DATA_VERSION}-{split}-{n}-*.npz"))
     if not shards:
-        tmp = data_dir / f"emb-{split}-{n}"
-        for p in dataset.build_split(tmp, split, n):
-            p.rename(data_dir / f"emb-{split}-{n}-{p.name}")
+        tmp = data_dir / f"emb-v{dataset.DATA_VERSION}-{split}-{n}"
+        for p in dataset.build_split(tmp, split, n, parts=("embedding",)):
+            p.rename(data_dir / f"emb-v{dataset.DATA_VERSION}-{split}-{n}-{p.name}")
         tmp.rmdir()
-        shards = sorted(data_dir.glob(f"emb-{split}-{n}-*.npz"))
+        shards = sorted(data_dir.glob(f"emb-v{dataset.DATA_VERSION}-{split}-{n}-*.npz"))
     return dataset.load_split(shards)
 
 

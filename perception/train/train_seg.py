@@ -108,13 +108,13 @@ def train(kind: str, data: Mapping[str, np.ndarray], *, seed: int, iterations: i
 
 def views(data_dir: Path, split: dataset.Split, n: int) -> dict[str, np.ndarray]:
     """The first `n` views of `split`, generated once into `data_dir` and read back from there afterwards."""
-    shards = sorted(data_dir.glob(f"{split}-{n}-*.npz"))
+    shards = sorted(data_dir.glob(f"v{dataset.DATA_VERSION}-{split}-{n}-*.npz"))
     if not shards:
-        tmp = data_dir / f"{split}-{n}"
-        for p in dataset.build_split(tmp, split, n, embeddings=False):
-            p.rename(data_dir / f"{split}-{n}-{p.name}")
+        tmp = data_dir / f"v{dataset.DATA_VERSION}-{split}-{n}"
+        for p in dataset.build_split(tmp, split, n, parts=("segmentation",)):
+            p.rename(data_dir / f"v{dataset.DATA_VERSION}-{split}-{n}-{p.name}")
         tmp.rmdir()
-        shards = sorted(data_dir.glob(f"{split}-{n}-*.npz"))
+        shards = sorted(data_dir.glob(f"v{dataset.DATA_VERSION}-{split}-{n}-*.npz"))
     return dataset.load_split(shards)
 
 

@@ -18,6 +18,7 @@ from perception.train.dataset import (
     embedding_pairs,
     load_split,
     make_view,
+    read_shard,
     scene,
     split_seeds,
     stow_query_class,
@@ -113,6 +114,14 @@ def test_shards_round_trip(views: dict[int, View], tmp_path: Path) -> None:
     np.testing.assert_array_equal(data["query_masks"][1], views[SEEDS[1]].query_masks)
     assert list(data["cell_products"]) == [p for v in views.values() for p in v.cell_products]
     assert data["cell_crops"].shape[0] == len(data["cell_products"])
+    seg = read_shard(write_shard(tmp_path / "seg.npz", views.values(), ("segmentation",)))
+    emb = read_shard(write_shard(tmp_path / "emb.npz", views.values(), ("embedding",)))
+    assert "cell_crops" not in seg and "image" not in emb
+    np.testing.assert_array_equal(seg["image"], data["image"])
+    np.testing.assert_array_equal(emb["ref_crops"], data["ref_crops"])
+    np.savez(tmp_path / "other.npz", seed=np.arange(2))
+    with pytest.raises(DatasetError, match="not a data shard"):
+        read_shard(tmp_path / "other.npz")
     (tmp_path / "bad.npz").write_bytes(b"")
     with pytest.raises(Exception):  # noqa: B017 - numpy's own error for a file that is not an npz
         load_split([tmp_path / "bad.npz"])
