@@ -17,6 +17,11 @@ from ..common import PerceptionError
 from .preprocess import resample, taps
 
 
+def keep_threshold(given: float | None, metadata_threshold: float | None) -> float:
+    """A query's keep threshold: the caller's, else the model file's (cellctl.score_threshold), else 0.5."""
+    return given if given is not None else metadata_threshold if metadata_threshold is not None else 0.5
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max(axis=axis, keepdims=True)
     e = np.exp(z)

@@ -15,7 +15,7 @@ from ..cloud import Segment, segments_from_labels
 from ..common import check_depth, frozen
 from ..eligibility import Eligibility, Kind
 from .contracts import STATUS_CLASSES
-from .instances import decode_instances, softmax
+from .instances import decode_instances, keep_threshold, softmax
 from .preprocess import frame_tensor
 from .session import ModelSession
 
@@ -55,8 +55,7 @@ class PickModel:
 
     def __init__(self, session: ModelSession, *, score_threshold: float | None = None, min_pixels: int = 20) -> None:
         self.session = session
-        meta = session.metadata.score_threshold
-        self.score_threshold = score_threshold if score_threshold is not None else meta if meta is not None else 0.5
+        self.score_threshold = keep_threshold(score_threshold, session.metadata.score_threshold)
         self.min_pixels = min_pixels
 
     def segment(self, rgb: np.ndarray, depth: np.ndarray) -> PickSegmentation:

@@ -14,7 +14,7 @@ import numpy as np
 from ..cloud import Segment, segments_from_labels
 from ..common import check_depth, frozen
 from .contracts import STOW_CLASSES
-from .instances import decode_instances
+from .instances import decode_instances, keep_threshold
 from .preprocess import frame_tensor, resize_bilinear
 from .session import ModelSession
 
@@ -41,8 +41,7 @@ class StowSegmenter:
 
     def __init__(self, session: ModelSession, *, score_threshold: float | None = None, min_pixels: int = 20) -> None:
         self.session = session
-        meta = session.metadata.score_threshold
-        self.score_threshold = score_threshold if score_threshold is not None else meta if meta is not None else 0.5
+        self.score_threshold = keep_threshold(score_threshold, session.metadata.score_threshold)
         self.min_pixels = min_pixels
 
     def segment(self, rgb: np.ndarray, depth: np.ndarray) -> StowSegmentation:

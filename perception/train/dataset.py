@@ -233,6 +233,23 @@ def build_split(out_dir: str | Path, split: Split, n: int, *, shard_size: int = 
     return paths
 
 
+CACHE_PREFIX: dict[Part, str] = {"segmentation": "v", "embedding": "emb-v"}
+
+
+def cached_split(data_dir: Path, split: Split, n: int, part: Part) -> dict[str, np.ndarray]:
+    """The first `n` views of `split` (only `part`), generated once into `data_dir` and read back afterwards;
+    the file names carry DATA_VERSION, so a changed data set is generated again."""
+    stem = f"{CACHE_PREFIX[part]}{DATA_VERSION}-{split}-{n}"
+    shards = sorted(data_dir.glob(f"{stem}-*.npz"))
+    if not shards:
+        tmp = data_dir / stem
+        for p in build_split(tmp, split, n, parts=(part,)):
+            p.rename(data_dir / f"{stem}-{p.name}")
+        tmp.rmdir()
+        shards = sorted(data_dir.glob(f"{stem}-*.npz"))
+    return load_split(shards)
+
+
 def load_split(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     """Shards concatenated along their first axis."""
     shards = [read_shard(p) for p in paths]

@@ -11,16 +11,15 @@ top-1 among 50 products and the false-accept rate at that threshold.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from . import dataset
+from .cli import training_parser
 from .evaluate import choose_threshold, evaluate_embedding, product_scores, write_report
 from .models import EmbedNet, export, metadata
 
@@ -91,39 +90,20 @@ def threshold_on(net: EmbedNet, data: Mapping[str, np.ndarray], n_products: int 
     return choose_threshold(scores, own, TARGET_FAR)
 
 
-def views(data_dir: Path, split: dataset.Split, n: int) -> dict[str, np.ndarray]:
-    shards = sorted(data_dir.glob(f"emb-v{dataset.DATA_VERSION}-{split}-{n}-*.npz"))
-    if not shards:
-        tmp = data_dir / f"emb-v{dataset.DATA_VERSION}-{split}-{n}"
-        for p in dataset.build_split(tmp, split, n, parts=("embedding",)):
-            p.rename(data_dir / f"emb-v{dataset.DATA_VERSION}-{split}-{n}-{p.name}")
-        tmp.rmdir()
-        shards = sorted(data_dir.glob(f"emb-v{dataset.DATA_VERSION}-{split}-{n}-*.npz"))
-    return dataset.load_split(shards)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--views", type=int, default=3000, help="training views (their items give the crops)")
-    ap.add_argument("--heldout", type=int, default=100, help="held-out views (at least 50 products)")
-    ap.add_argument("--iterations", type=int, default=3000)
-    ap.add_argument("--width", type=int, default=16, help="channels of the first block")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data-dir", type=Path, default=Path("build/train-data"))
-    ap.add_argument("--out", type=Path, required=True)
+    ap = training_parser(__doc__ or "", views=3000, views_help="training views (their items give the crops)",
+                         heldout=100, heldout_help="held-out views (at least 50 products)", iterations=3000,
+                         batch_size=64)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     a.data_dir.mkdir(parents=True, exist_ok=True)
-    data = views(a.data_dir, "train", a.views)
+    data = dataset.cached_split(a.data_dir, "train", a.views, "embedding")
     net = train(data, seed=a.seed, iterations=a.iterations, batch_size=a.batch_size, lr=a.lr, width=a.width)
     threshold = threshold_on(net, data)
     size = len(data["cell_crops"])
     meta = metadata(a.seed, size, {}, match_threshold=f"{threshold:.6f}")
     export(net, "embedding", a.out, meta)
-    heldout = views(a.data_dir, "heldout", a.heldout)
+    heldout = dataset.cached_split(a.data_dir, "heldout", a.heldout, "embedding")
     metrics = evaluate_embedding(a.out, heldout, threshold)
     export(net, "embedding", a.out, {**meta, "metrics": metadata(a.seed, size, metrics)["metrics"]})
     report = write_report(a.out, metrics, kind="embedding", seed=a.seed, data_size=size,

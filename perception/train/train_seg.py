@@ -10,10 +10,8 @@ cross-entropy on the classes (segmenter). Deterministic for a seed on one thread
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +20,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from . import dataset
+from .cli import training_parser
 from .evaluate import evaluate_segmentation, write_report
 from .models import SegNet, export, metadata
 
@@ -106,40 +105,19 @@ def train(kind: str, data: Mapping[str, np.ndarray], *, seed: int, iterations: i
     return net
 
 
-def views(data_dir: Path, split: dataset.Split, n: int) -> dict[str, np.ndarray]:
-    """The first `n` views of `split`, generated once into `data_dir` and read back from there afterwards."""
-    shards = sorted(data_dir.glob(f"v{dataset.DATA_VERSION}-{split}-{n}-*.npz"))
-    if not shards:
-        tmp = data_dir / f"v{dataset.DATA_VERSION}-{split}-{n}"
-        for p in dataset.build_split(tmp, split, n, parts=("segmentation",)):
-            p.rename(data_dir / f"v{dataset.DATA_VERSION}-{split}-{n}-{p.name}")
-        tmp.rmdir()
-        shards = sorted(data_dir.glob(f"v{dataset.DATA_VERSION}-{split}-{n}-*.npz"))
-    return dataset.load_split(shards)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = training_parser(__doc__ or "", views=3000, views_help="training views", heldout=300,
+                         heldout_help="held-out views for the report", iterations=1000, batch_size=8)
     ap.add_argument("--kind", choices=("segmenter", "pick"), required=True)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--views", type=int, default=3000, help="training views")
-    ap.add_argument("--heldout", type=int, default=300, help="held-out views for the report")
-    ap.add_argument("--iterations", type=int, default=1000)
-    ap.add_argument("--width", type=int, default=16, help="channels of the first block")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data-dir", type=Path, default=Path("build/train-data"))
-    ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     a.data_dir.mkdir(parents=True, exist_ok=True)
-    train_data = views(a.data_dir, "train", a.views)
+    train_data = dataset.cached_split(a.data_dir, "train", a.views, "segmentation")
     net = train(a.kind, train_data, seed=a.seed, iterations=a.iterations, batch_size=a.batch_size, lr=a.lr,
                 width=a.width)
     meta = metadata(a.seed, a.views, {}, data_seed=f"train views {dataset.split_seeds('train', 1)[0]}+{a.views}")
     export(net, a.kind, a.out, meta)
-    heldout = views(a.data_dir, "heldout", a.heldout)
+    heldout = dataset.cached_split(a.data_dir, "heldout", a.heldout, "segmentation")
     metrics = evaluate_segmentation(a.out, a.kind, heldout)
     export(net, a.kind, a.out, {**meta, "metrics": metadata(a.seed, a.views, metrics)["metrics"]})
     report = write_report(a.out, metrics, kind=a.kind, seed=a.seed, data_size=a.views,
