@@ -1,0 +1,102 @@
+"""The pick decision from one camera frame with the learned models: which segment is the ordered product, may it
+be picked, and where the cup goes (issue 13: perception from frames alone).
+
+    frame (RGB + depth) -> pick model (instances, a status each) -> embeddings of the item segments ->
+    match against the product's reference embeddings -> the target's status -> suction candidates on its
+    points, ranked by clearance in the bin's signed-distance field
+
+Nothing here reads a label the renderer made: the target is the segment most like the order's references, and
+only when its similarity reaches the embedding model's match threshold (otherwise `not_recognised`). Segments the
+pick model calls not-an-item (the band held down by the hook) are left out of the SDF: the band is not an obstacle
+while it is held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from perception.cloud import depth_to_points
+from perception.learned.embedding import Embedder, Match
+from perception.learned.pick_model import PickModel, PickSegmentation
+from perception.occupancy import BinGeometry
+from perception.patches import find_patches
+from perception.sdf import bin_sdf
+from planning.suction import CandidateResult, rank_suction_candidates
+
+NOT_RECOGNISED = "not_recognised"
+MIN_TARGET_POINTS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class PickModels:
+    """The two learned models a pick decision runs."""
+
+    pick: PickModel
+    embedder: Embedder
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Identification:
+    """The frame's segments and which of them is the ordered product (`label` None: not recognised)."""
+
+    segmentation: PickSegmentation
+    match: Match
+    status: str  # the target's status (perception.eligibility.KINDS), or NOT_RECOGNISED
+
+    @property
+    def label(self) -> int | None:
+        return self.match.label
+
+    @property
+    def detail(self) -> str:
+        m = self.match
+        if m.label is None:
+            return (f"no segment matches the product (best similarity {m.score:.2f} below {m.threshold:.2f}, "
+                    f"{len(m.scores)} item segments)")
+        inst = self.segmentation.instances[m.label]
+        return (f"segment {m.label} (similarity {m.score:.2f} >= {m.threshold:.2f}), status {inst.status} "
+                f"(p={max(inst.status_probs):.2f})")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PickDecision:
+    """An identification and, for a free target, its ranked suction candidates."""
+
+    identification: Identification
+    candidates: CandidateResult | None  # None: no target to plan on (not recognised, or too few points)
+    reason: str  # "" when there are candidates
+
+
+def identify(models: PickModels, rgb: np.ndarray, depth: np.ndarray, references: np.ndarray) -> Identification:
+    """Segment the frame and find the ordered product among its item segments (not the not-item ones)."""
+    seg = models.pick.segment(rgb, depth)
+    items = np.where(np.isin(seg.instance, [k for k, v in seg.instances.items() if v.status != "not_item"]),
+                     seg.instance, 0).astype(np.int32)
+    m = models.embedder.identify(models.embedder.embed_segments(rgb, items), references)
+    status = seg.instances[m.label].status if m.label is not None else NOT_RECOGNISED
+    return Identification(seg, m, status)
+
+
+def plan_candidates(ident: Identification, depth: np.ndarray, intrinsics: object,
+                    geometry: BinGeometry) -> PickDecision:
+    """Suction candidates on the identified target's points, ranked by clearance (the bin's SDF without the
+    not-item segments)."""
+    if ident.label is None:
+        return PickDecision(ident, None, f"{NOT_RECOGNISED}: {ident.detail}")
+    seg = ident.segmentation
+    target = seg.segments(depth, intrinsics).get(ident.label)
+    if target is None or target.size < MIN_TARGET_POINTS:
+        return PickDecision(ident, None, f"target segment {ident.label} has too few depth points")
+    not_item = [k for k, v in seg.instances.items() if v.status == "not_item"]
+    scene = np.where(np.isin(seg.instance, not_item), np.nan, depth).astype(np.float32)
+    sdf = bin_sdf(depth_to_points(scene, intrinsics), geometry, resolution=0.01)
+    ranked = rank_suction_candidates(target, find_patches(target.points), sdf)
+    return PickDecision(ident, ranked, "" if ranked.ok else f"no suction candidate: {ranked.reason.value}")
+
+
+def decide_pick(models: PickModels, rgb: np.ndarray, depth: np.ndarray, intrinsics: object,
+                references: np.ndarray, geometry: BinGeometry) -> PickDecision:
+    """The whole pick decision on one frame: identify, then (whatever the status) rank suction candidates."""
+    return plan_candidates(identify(models, rgb, depth, references), depth, intrinsics, geometry)
