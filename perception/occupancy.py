@@ -143,6 +143,34 @@ def front_face_map(
     )
 
 
+def fill_unobserved(fmap: FrontFaceMap, max_gap: int = 3) -> FrontFaceMap:
+    """Unobserved cells (a band in front, a missing return) take the least free depth of the nearest observed cell
+    in each of the four grid directions, within `max_gap` cells; farther from any, they stay at 0 (occupied).
+
+    The taking of the least keeps it conservative: an occluded strip is no freer than what borders it.
+    """
+    if max_gap < 0:
+        raise PerceptionError(f"max_gap must be >= 0, got {max_gap}")
+    free, seen = fmap.free_depth.astype(np.float64), fmap.observed
+    fill = np.full(free.shape, np.inf)
+    for axis in (0, 1):
+        for step in (1, -1):
+            value, have = free.copy(), seen.copy()
+            for _ in range(max_gap):
+                shifted_v, shifted_h = np.roll(value, step, axis), np.roll(have, step, axis)
+                edge = [slice(None)] * 2
+                edge[axis] = slice(0, 1) if step == 1 else slice(-1, None)
+                shifted_h[tuple(edge)] = False  # no wrap-around across the bin
+                take = ~have & shifted_h
+                value[take], have = shifted_v[take], have | shifted_h
+            reach = have & ~seen
+            fill[reach] = np.minimum(fill[reach], value[reach])
+    out = np.where(seen, free, 0.0)
+    gap = ~seen & np.isfinite(fill)
+    out[gap] = fill[gap]
+    return FrontFaceMap(fmap.bin, fmap.resolution, frozen(out.astype(np.float32)), fmap.observed, fmap.counts)
+
+
 @dataclass(frozen=True, slots=True)
 class FreeBox:
     """An axis-aligned free rectangle of the opening (bin frame, m) and the depth free behind it."""

@@ -4,7 +4,14 @@ import pytest
 from drivers.sim.camera import Box
 from perception.cloud import depth_to_points
 from perception.common import PerceptionError
-from perception.occupancy import BinGeometry, FrontFaceMap, free_space_boxes, front_face_map, largest_rectangle
+from perception.occupancy import (
+    BinGeometry,
+    FrontFaceMap,
+    fill_unobserved,
+    free_space_boxes,
+    front_face_map,
+    largest_rectangle,
+)
 
 from .conftest import BACK_WALL, BIN, BIN_D, BIN_H, BIN_W, BIN_Z
 
@@ -181,3 +188,30 @@ def test_the_bins_own_floor_and_walls_are_not_obstacles() -> None:
     assert seen[0].mean() > 0.9 and seen[:, 0].mean() > 0.5
     assert np.all(fmap.free_depth[0][seen[0]] > 0.1)  # floor row: free, not blocked at depth 0
     assert np.all(fmap.free_depth[:, 0][seen[:, 0]] > 0.1)  # left wall column likewise
+
+
+def _map(free: np.ndarray, observed: np.ndarray) -> FrontFaceMap:
+    g = BinGeometry((0.0, 0.0, 0.3), 0.1, 0.1, 0.3)
+    return FrontFaceMap(g, 0.02, free.astype(np.float32), observed, np.ones(free.shape, np.int32))
+
+
+def test_fill_unobserved_gives_an_occluded_strip_the_least_free_depth_beside_it():
+    free = np.full((5, 5), 0.3)
+    free[1, 1] = 0.1  # an item's face just below the strip, in one column
+    seen = np.ones((5, 5), bool)
+    seen[2, :] = False  # the band's strip: nothing observed
+    out = fill_unobserved(_map(free, seen)).free_depth
+    assert out[2, 1] == pytest.approx(0.1)  # the nearer (more occupied) of below (0.1) and above (0.3)
+    assert np.allclose(np.delete(out[2], 1), 0.3)
+    assert np.array_equal(out[seen], free[seen].astype(np.float32))  # observed cells are kept
+
+
+def test_fill_unobserved_leaves_cells_far_from_any_observation_occupied():
+    free = np.full((9, 9), 0.3)
+    seen = np.zeros((9, 9), bool)
+    seen[0, 0] = True
+    out = fill_unobserved(_map(free, seen), max_gap=3).free_depth
+    assert out[0, 3] == pytest.approx(0.3) and out[3, 0] == pytest.approx(0.3)  # within 3 cells of (0, 0)
+    assert out[0, 4] == 0.0 and out[8, 8] == 0.0  # beyond: conservative, occupied
+    with pytest.raises(PerceptionError, match="max_gap"):
+        fill_unobserved(_map(free, seen), max_gap=-1)
