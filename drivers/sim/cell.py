@@ -28,7 +28,6 @@ from .world import (
     Pod,
     WorldError,
     generate_pod,
-    ground_truth_eligibility,
     insert,
     item_under,
     remove,
@@ -36,6 +35,8 @@ from .world import (
     supporters,
     sweep,
 )
+
+MIN_ORDERABLE = 4  # items an FC order may name before the pod is rotated away
 
 # Cell-level durations (s): the robot table plus the carry between conveyor, pod face and tote.
 CELL_DURATIONS_S: dict[str, float] = {
@@ -159,23 +160,19 @@ class SimCell:
         return self.arriving, CONVEYOR_INDEX_S, down
 
     def next_order(self) -> tuple[Order | None, float]:
-        """An FC order for an item its stow records show as accessible (now and then any item)."""
+        """An FC order for any item of the pod, whatever its status: the FC does not know what lies on what, so
+        whether the item can be picked is the cell's decision (issue 13.6). A pod with fewer than MIN_ORDERABLE
+        items big enough for the cup leaves the station."""
         down = float(self.rng.uniform(2.0, 6.0)) if self.chance(self.faults.plc_disconnect) else 0.0
-        choices: list[tuple[str, int]] = []
-        anything: list[tuple[str, int]] = []
+        pool: list[tuple[str, int]] = []
         for b in self.pod.bins:
-            truth = ground_truth_eligibility(b)
-            for item_id, cls in truth.items():
-                anything.append((b.bin_id, item_id))
-                w, h, _ = b.get(item_id).item.size_mm
-                if cls == "free" and min(w, h) >= 40.0:  # the robot's item list: big enough for the cup
-                    choices.append((b.bin_id, item_id))
-        if len(choices) < 4:
+            for p in b.items:
+                w, h, _ = p.item.size_mm
+                if min(w, h) >= 40.0:  # the robot's item list: big enough for the cup
+                    pool.append((b.bin_id, p.item_id))
+        if len(pool) < MIN_ORDERABLE:
             self.pod = self._new_pod()
             return self.next_order()
-        pool = anything if self.chance(0.02) else choices
-        if not pool:
-            return None, down
         bin_id, item_id = pool[int(self.rng.integers(len(pool)))]
         self._orders += 1
         self.ordered = item_id

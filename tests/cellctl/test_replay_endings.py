@@ -29,7 +29,7 @@ def _replay(path: Path, *args: str) -> tuple[int, dict[str, Any] | None, str]:
 
 
 def _sim_log(path: Path, cycles: int = 6) -> bytes:
-    run_sim(SimOptions("stow", cycles, 2, log=path))  # type: ignore[arg-type]
+    run_sim(SimOptions("stow", cycles, 2, log=path, perception="oracle"))  # type: ignore[arg-type]
     return path.read_bytes()
 
 

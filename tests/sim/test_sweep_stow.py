@@ -26,7 +26,7 @@ SEED = 5  # a stow run of this seed sweeps (twice in 100 cycles)
 @pytest.fixture(scope="module")
 def stow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[Any]]:
     log = tmp_path_factory.mktemp("sweep") / "stow.mcap"
-    summary = run_sim(SimOptions("stow", 100, SEED, log=log))
+    summary = run_sim(SimOptions("stow", 100, SEED, log=log, perception="oracle"))
     return summary, list(read_log(Path(log), topics={"port.call", "port.reply"}))
 
 
