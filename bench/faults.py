@@ -228,13 +228,14 @@ def run_seed(opts: SimOptions, on_report: Callable[[], None]) -> dict[str, Any]:
 
 
 def run(seeds: int, cycles: int, task: str = "mixed", faults: str = "harsh", first_seed: int = 1,
-        progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        progress: Callable[[dict[str, Any]], None] | None = None, perception: str = "oracle") -> dict[str, Any]:
     total = seeds * cycles
     memory = Memory(baseline_cycle(total), total)
     t0, cpu0 = time.perf_counter(), time.process_time()
     per_seed = []
     for seed in range(first_seed, first_seed + seeds):
-        row = run_seed(SimOptions(task, cycles, seed, faults), memory.on_report)  # type: ignore[arg-type]
+        opts = SimOptions(task, cycles, seed, faults, perception=perception)  # type: ignore[arg-type]
+        row = run_seed(opts, memory.on_report)
         row["rss_kb"] = rss_kb()[0]
         per_seed.append(row)
         if progress is not None:
@@ -332,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--task", choices=("stow", "pick", "mixed"), default="mixed", help="default mixed")
     parser.add_argument("--faults", choices=tuple(PROFILES), default="harsh", help="fault profile (default harsh)")
     parser.add_argument("--first-seed", type=int, default=1, help="the first seed (default 1)")
+    parser.add_argument("--perception", choices=("oracle", "learned"), default="oracle",
+                        help="the cell's perception (default oracle: the campaign is of the controller's fault "
+                             "handling; learned runs the models on every frame, several times slower)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.seeds < 1:
@@ -343,10 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = None
     if not args.json:
         print(f"fault campaign: {args.seeds} seeds x {args.cycles} cycles, {args.task} tasks, {args.faults} faults, "
-              f"seeds from {args.first_seed}, virtual time, one process")
+              f"seeds from {args.first_seed}, {args.perception} perception, virtual time, one process")
         print(HEADER, flush=True)
         progress = show_row
-    result = run(args.seeds, args.cycles, args.task, args.faults, args.first_seed, progress)
+    result = run(args.seeds, args.cycles, args.task, args.faults, args.first_seed, progress, args.perception)
     if args.json:
         print(json.dumps(result))
     else:

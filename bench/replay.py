@@ -67,7 +67,8 @@ def simulate_shift(shift_s: float, seed: int, path: Path) -> dict[str, Any]:
     A run ends after a cycle count, not a time: when a run falls short, run again with more cycles."""
     cycles = max(1, math.ceil(shift_s / SECONDS_PER_CYCLE))
     while True:
-        summary = run_sim(SimOptions("mixed", cycles, seed, "typical", log=path))
+        # The oracle's perception: this measures the log and replay, not the models (the log is the same shape).
+        summary = run_sim(SimOptions("mixed", cycles, seed, "typical", log=path, perception="oracle"))
         if summary["virtual_s"] >= shift_s:
             return summary
         per_cycle = summary["virtual_s"] / max(summary["cycles"], 1)

@@ -236,6 +236,11 @@ class FaultProfile(enum.StrEnum):
     harsh = "harsh"
 
 
+class PerceptionChoice(enum.StrEnum):
+    learned = "learned"
+    oracle = "oracle"
+
+
 class CellKind(enum.StrEnum):
     stow = "stow"
     pick = "pick"
@@ -252,6 +257,9 @@ def run(
                                                  "[log].dir).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as one JSON object at the end.")]
     = False,
+    perception: Annotated[PerceptionChoice | None, typer.Option(
+        help="The simulated cell's perception: learned (the models on camera frames) or oracle (the renderer's "
+             "labels); overrides [perception].mode.")] = None,
 ) -> None:
     """Run the cell controller in real time: the stow (or pick) cell over OPC UA, Modbus TCP and UDP.
 
@@ -274,6 +282,8 @@ def run(
             cfg = cfg.model_copy(update={"cell": cfg.cell.model_copy(update=updates)})
         if log_dir is not None:
             cfg = cfg.model_copy(update={"log": cfg.log.model_copy(update={"dir": log_dir})})
+        if perception is not None:
+            cfg = cfg.model_copy(update={"perception": cfg.perception.model_copy(update={"mode": perception.value})})
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -281,10 +291,11 @@ def run(
     from cellctl.fc.store import StoreError
     from cellctl.runtime.signals import process_listener
     from drivers.sim.cell_devices import DeviceStartError
+    from perception.learned.contracts import ModelError
 
     try:
         summary = anyio.run(partial(run_cell, cfg, signals=process_listener()))
-    except* (ConfigError, OSError, DeviceStartError, StoreError, FcServerError) as group:
+    except* (ConfigError, OSError, DeviceStartError, StoreError, FcServerError, ModelError) as group:
         # a port in use, the log not writable, no answer, the store unusable, the PackML nodeset missing
         for leaf in _leaves(group):
             typer.echo(f"error: {leaf}", err=True)
@@ -312,18 +323,29 @@ def sim(
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the default prints a table).")]
     = False,
+    perception: Annotated[PerceptionChoice, typer.Option(
+        help="learned: the models on camera frames alone (docs/models.md); oracle: the renderer's labels, for "
+             "ablation.")] = PerceptionChoice.learned,
+    models: Annotated[Path | None, typer.Option(
+        help="A directory with segmenter.onnx, pick.onnx and embedding.onnx (default: the shipped models/).",
+        file_okay=False)] = None,
 ) -> None:
     """Run the cell charts against the simulated cell on virtual time (deterministic from the seed).
 
-    Prints task, seed, cycles, outcomes (done / handoff / fault), handoff_reasons, virtual_s, wall_s,
-    units_per_hour (virtual time) and trace_sha256 (the transition trace): the same seed prints the same
-    output except wall_s.
+    Prints task, seed, cycles, perception (learned or oracle), outcomes (done / handoff / fault),
+    wrong_item_picks, handoff_reasons, virtual_s, wall_s, units_per_hour (virtual time) and trace_sha256 (the
+    transition trace): the same seed prints the same output except wall_s.
     """
     from cellctl.commands.sim import SimOptions, run_sim
+    from cellctl.config import PerceptionSection
+    from perception.learned.contracts import ModelError
 
+    section = None if models is None else PerceptionSection(
+        segmenter=models / "segmenter.onnx", pick=models / "pick.onnx", embedding=models / "embedding.onnx")
     try:
-        summary = run_sim(SimOptions(task.value, cycles, seed, faults.value, log=log_file))  # type: ignore[arg-type]
-    except (OSError, ValueError) as exc:
+        summary = run_sim(SimOptions(task.value, cycles, seed, faults.value, log=log_file,  # type: ignore[arg-type]
+                                     perception=perception.value, models=section))  # type: ignore[arg-type]
+    except (OSError, ValueError, ModelError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if as_json:
@@ -392,6 +414,9 @@ def devices(
                                                          "(default 15); implies --demo.", min=0)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the endpoints as one JSON line once all listen "
                                           "(instead of the table).")] = False,
+    perception: Annotated[PerceptionChoice, typer.Option(
+        help="How the sim-service perceives: learned (the shipped models on its camera's frames) or oracle (the "
+             "renderer's labels).")] = PerceptionChoice.learned,
 ) -> None:
     """Serve the simulated cell until Ctrl-C: PLC (OPC UA), robot (Modbus TCP), F/T sensor (UDP), sim-service (TCP).
 
@@ -414,6 +439,7 @@ def devices(
         SimDevices,
         SimDevicesConfig,
     )
+    from perception.learned.contracts import ModelError
 
     server: SimCellServers | SimDevices
     if demo or arrival_period is not None:
@@ -422,10 +448,14 @@ def devices(
             arrival_period_s=15.0 if arrival_period is None else arrival_period, seed=seed,
         ))
     else:
-        server = SimCellServers(SimCellConfig(
-            host=host, opcua_port=opcua_port, modbus_port=modbus_port, ft_port=ft_port, ft_rate_hz=ft_rate,
-            seed=seed, faults=faults.value, time_scale=time_scale,
-        ), service_port=service_port)
+        try:
+            server = SimCellServers(SimCellConfig(
+                host=host, opcua_port=opcua_port, modbus_port=modbus_port, ft_port=ft_port, ft_rate_hz=ft_rate,
+                seed=seed, faults=faults.value, time_scale=time_scale,
+            ), service_port=service_port, perception=perception.value)
+        except ModelError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
 
     async def serve() -> None:
         async with anyio.create_task_group() as tg:

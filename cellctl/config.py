@@ -17,7 +17,8 @@
     [robot]  # drivers.robot.RobotConfig  (host, port, timeouts, heartbeat)
     [ft]     # drivers.ft.FTConfig        (host, port, stale_after_s; at most 1 s for a run)
     [fc]     # cellctl.fc.config.FcConfig (the FC-facing OPC UA server: host, port, path, store, ...)
-    [perception]  # learned models (docs/models.md): segmenter, pick, embedding paths; provider, intra_op_threads
+    [perception]  # mode = "learned" | "oracle"; the models (docs/models.md): segmenter, pick, embedding paths;
+                  # provider, intra_op_threads
     [camera] # devices = "external" only: kind = "sim-service", host, port, request_timeout_s; or kind = "realsense",
              # serial, depth_width/height, fps, color, filters, stale_after_s, ... (docs/camera.md)
 
@@ -167,14 +168,17 @@ class RunFTConfig(FTConfig):
 
 
 class PerceptionSection(_Section):
-    """[perception]: the learned models' files (docs/models.md) and how onnxruntime runs them.
+    """[perception]: which perception the simulated cell uses, the learned models' files (docs/models.md) and how
+    onnxruntime runs them.
 
-    segmenter, pick, embedding: .onnx files (a relative path is taken from the working directory), each checked
-    against its contract when it is loaded. provider: an execution provider this onnxruntime has (another is
-    refused, naming those it has); intra_op_threads: onnxruntime's threads per session (the cores are shared
-    with the force reflex: 1 by default).
+    mode: "learned" (default), the models on camera frames alone; "oracle", the simulator's labels (for ablation).
+    segmenter, pick, embedding: .onnx files (a relative path is taken from the working directory; unset: the
+    shipped model in models/), each checked against its contract when it is loaded. provider: an execution
+    provider this onnxruntime has (another is refused, naming those it has); intra_op_threads: onnxruntime's
+    threads per session (the cores are shared with the force reflex: 1 by default).
     """
 
+    mode: Literal["learned", "oracle"] = "learned"
     segmenter: Path | None = None
     pick: Path | None = None
     embedding: Path | None = None

@@ -162,6 +162,7 @@ class EligibilityClass(StrEnum):
     BLOCKED = "blocked"  # behind other items
     NOT_ITEM = "not_item"
     NOT_FOUND = "not_found"
+    NOT_RECOGNISED = "not_recognised"  # no segment matches the product's reference images
 
 
 class Eligibility(Message):

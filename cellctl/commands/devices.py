@@ -18,7 +18,9 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from pydantic import BaseModel, ConfigDict, Field
 
+from cellctl.config import PerceptionSection
 from cellctl.workcells.sim_service import SimService
+from cellctl.workcells.sources import make_perception
 from drivers.plc_nodes import BinLayout
 from drivers.sim.cell_devices import DeviceStartError, Endpoints, SimCellConfig, SimCellDevices, start_device
 from drivers.sim.ft_sensor import SimFTConfig, SimFTSensor
@@ -69,10 +71,13 @@ class Served:
 class SimCellServers:
     """The simulated cell behind its protocols (`SimCellDevices`) plus the sim-service over the same world."""
 
-    def __init__(self, cell: SimCellConfig, service_port: int = 4850) -> None:
+    def __init__(self, cell: SimCellConfig, service_port: int = 4850, *,
+                 perception: Literal["learned", "oracle"] = "oracle") -> None:
+        """`perception`: how the sim-service perceives (learned loads the shipped models: raises ModelError)."""
         self.config, self.service_port = cell, service_port
         self.devices = SimCellDevices(cell)
-        self.service = SimService(self.devices, cell.host, service_port)
+        self.service = SimService(self.devices, cell.host, service_port,
+                                  perception=make_perception(PerceptionSection(mode=perception), self.devices.cell))
 
     async def serve(self, *, task_status: TaskStatus[Served] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start the devices (the PLC first), then the sim-service; report where they listen; run until cancelled."""

@@ -540,12 +540,16 @@ async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: CellDe
 def _summary(cfg: RunConfig, end: str, data: cell_chart.CellData | None, hasher: TraceHasher, path: Path,
              cell: DriverWorkcell | None, event_log: EventLog) -> dict[str, Any]:
     counts = data.counts if data is not None else {}
+    # learned or oracle; "sim-service (...)" as the service said in its hello (devices = "external")
+    perception = getattr(cell.perception, "kind", "") if cell is not None else ""
+    perception = perception or (cfg.perception.mode if cfg.cell.devices == "sim" else "sim-service")
     summary: dict[str, Any] = {
         "task": cfg.cell.task, "end_state": end, "cycles": data.cycles if data is not None else 0,
         "outcomes": {k: counts.get(k, 0) for k in ("done", "handoff", "fault")},
         "interrupted": data.interrupted if data is not None else 0,
         "reports": cell.reports if cell is not None else 0,
         "transitions": hasher.transitions, "log": str(path),
+        "perception": perception,
     }
     if data is not None and data.alarm:
         summary["alarm"] = data.alarm

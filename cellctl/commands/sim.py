@@ -5,20 +5,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
 from cellctl import __version__
+from cellctl.config import PerceptionSection
 from cellctl.eventlog import EventLog
 from cellctl.eventlog.recorder import LogRecorder
 from cellctl.runtime.cell import Command, TraceHasher, cell_runner, start_cell
 from cellctl.workcells.recording import COMMAND, RecordingWorkcell
 from cellctl.workcells.sim import SimWorkcell
+from cellctl.workcells.sources import make_perception
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import profile
 from statecharts.cell import TaskMix
 from statecharts.engine import VirtualClock
+
+PerceptionKind = Literal["learned", "oracle"]
+PERCEPTION_KINDS: tuple[PerceptionKind, ...] = ("learned", "oracle")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class SimOptions:
     faults: str = "none"
     log: Path | None = None
     overwrite: bool = True
+    perception: PerceptionKind = "learned"
+    models: PerceptionSection | None = None  # the learned models' files ([perception]); None: the shipped ones
 
     def __post_init__(self) -> None:
         if self.task not in ("stow", "pick", "mixed"):
@@ -36,11 +43,13 @@ class SimOptions:
         if self.cycles < 1:
             raise ValueError(f"cycles must be >= 1, got {self.cycles}")
         profile(self.faults)  # raises with the known names
+        if self.perception not in PERCEPTION_KINDS:
+            raise ValueError(f"perception must be one of {', '.join(PERCEPTION_KINDS)}, got {self.perception!r}")
 
 
 def meta(opts: SimOptions) -> dict[str, Any]:
     return {"mode": "sim", "task": opts.task, "cycles": opts.cycles, "seed": opts.seed, "faults": opts.faults,
-            "cellctl": __version__}
+            "perception": opts.perception, "cellctl": __version__}
 
 
 async def simulate(opts: SimOptions) -> dict[str, Any]:
@@ -48,7 +57,9 @@ async def simulate(opts: SimOptions) -> dict[str, Any]:
     log = EventLog.open(opts.log, overwrite=opts.overwrite) if opts.log is not None else None
     try:
         recorder = LogRecorder(log) if log is not None else None
-        sim = SimWorkcell(SimCell(opts.seed, profile(opts.faults)), recorder=recorder)
+        cell = SimCell(opts.seed, profile(opts.faults))
+        sim = SimWorkcell(cell, recorder=recorder, perception=make_perception(
+            (opts.models or PerceptionSection()).model_copy(update={"mode": opts.perception}), cell))
         hasher = TraceHasher()
         hooks: list[Any] = [hasher]
         port: Any = sim
@@ -75,7 +86,8 @@ async def simulate(opts: SimOptions) -> dict[str, Any]:
     reasons = data.handoff_reasons
     done = data.counts.get("done", 0)
     return {
-        "task": opts.task, "seed": opts.seed, "cycles": data.cycles, "faults": opts.faults, "end_state": end,
+        "task": opts.task, "seed": opts.seed, "cycles": data.cycles, "faults": opts.faults,
+        "perception": opts.perception, "end_state": end,
         "outcomes": {k: data.counts.get(k, 0) for k in ("done", "handoff", "fault")},
         "wrong_item_picks": sim.cell.wrong_items,  # the tote check: picked, but not the item ordered
         "handoff_reasons": dict(sorted(reasons.items())),

@@ -111,7 +111,13 @@ class RemoteSim:
     def describe(self) -> dict[str, Any]:
         h = self.hello
         return {"kind": "sim-service", "address": f"{self.host}:{self.port}", "connected": self.connected,
-                "connects": self.connects, "seed": h.seed if h else None, "faults": h.faults if h else None}
+                "connects": self.connects, "seed": h.seed if h else None, "faults": h.faults if h else None,
+                "perception": h.perception if h else None}
+
+    @property
+    def kind(self) -> str:
+        """The service's perception (learned or oracle), once it has said hello."""
+        return f"sim-service ({self.hello.perception})" if self.hello else "sim-service"
 
     # -- the connection ------------------------------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

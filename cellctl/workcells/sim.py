@@ -51,10 +51,11 @@ HALT_S = 0.2
 class SimWorkcell:
     """`Workcell` for `SimCell`: `await anyio.sleep` is the only way time passes."""
 
-    def __init__(self, cell: SimCell, *, recorder: Recorder | None = None, camera: SimCameraConfig | None = None):
+    def __init__(self, cell: SimCell, *, recorder: Recorder | None = None, camera: SimCameraConfig | None = None,
+                 perception: WorldPerception | None = None):
         self.cell = cell
         self.recorder = recorder
-        self.perception = WorldPerception(cell, camera)
+        self.perception = perception if perception is not None else WorldPerception(cell, camera)
         self.camera = self.perception.camera
         self.rng = self.perception.rng  # one noise stream for every sensor, as before the split
         self._orders: dict[str, int] = {}

@@ -26,7 +26,7 @@ from perception.sdf import bin_sdf
 from planning.bins import BinEvaluation, BinReason, BinState, ItemDims, choose_bin
 from planning.checks import PlanningError
 from planning.stow import ExtendBlade, Retract, Sweep, stow_primitives
-from planning.suction import rank_suction_candidates
+from planning.suction import CandidateResult, rank_suction_candidates
 from planning.sweep import KnownItem, plan_sweep
 from planning.sweep import SweepPlan as PlannedSweep
 from statecharts.workcell import (
@@ -62,7 +62,13 @@ class SimCameraConfig:
 
 
 class WorldPerception:
-    """Renders the world's bins and runs perception and planning on the frames (synchronous, CPU-bound)."""
+    """Renders the world's bins and runs perception and planning on the frames (synchronous, CPU-bound).
+
+    The oracle: segments come from the renderer's labels (`cellctl sim --perception oracle`, for ablation);
+    `learned_perception.LearnedPerception` perceives from frames alone.
+    """
+
+    kind = "oracle"
 
     def __init__(self, cell: SimCell, camera: SimCameraConfig | None = None) -> None:
         self.cell = cell
@@ -177,8 +183,7 @@ class WorldPerception:
             fd[r0:r1, c0:c1] = np.minimum(fd[r0:r1, c0:c1], max(0.0, p.lo[2]))
         return BinState(b.bin_id, fd < depth_mm, fd, cell, b.width_mm, b.height_mm, b.depth_mm)
 
-    @staticmethod
-    def known_items(b: Bin) -> list[KnownItem]:
+    def known_items(self, b: Bin) -> list[KnownItem]:
         """The bin's items as the planner knows them (the manifest's catalogue data, the 3-D model's boxes)."""
         out = []
         for p in b.items:
@@ -256,7 +261,11 @@ class WorldPerception:
             plan = PickPlan(reason=f"target {label} not found in {order.bin_id}")
             return plan
         sdf = bin_sdf(depth_to_points(depth, self.k), self._geometry(b), resolution=0.01)
-        ranked = rank_suction_candidates(target, find_patches(target.points), sdf)
+        return self._pick_plan(order, b, rank_suction_candidates(target, find_patches(target.points), sdf))
+
+    def _pick_plan(self, order: PickOrder, b: Bin, ranked: CandidateResult) -> PickPlan:
+        """The best four suction candidates as approach, attach, extract, place; the cup aims at the order's item."""
+        label = int(order.item_id)
         bi = float(self.cell.bin_index(order.bin_id))
         candidates = []
         for i, c in enumerate(ranked.candidates[:4]):

@@ -114,6 +114,7 @@ class Hello(_Strict):
     noise_k: float = Field(ge=0, le=1)
     seed: int
     faults: str
+    perception: Literal["learned", "oracle"] = "oracle"  # how the service perceives (older services: the oracle)
 
 
 _Side = Annotated[int, Field(ge=1, le=8192)]
@@ -224,9 +225,10 @@ class ServiceStats:
 class SimService:
     """Serves the world of `devices` (a started `SimCellDevices`): camera frames, perception, pick orders."""
 
-    def __init__(self, devices: SimCellDevices, host: str = "127.0.0.1", port: int = 4850) -> None:
+    def __init__(self, devices: SimCellDevices, host: str = "127.0.0.1", port: int = 4850, *,
+                 perception: WorldPerception | None = None) -> None:
         self.devices, self.host, self.port = devices, host, port
-        self.perception = WorldPerception(devices.cell)
+        self.perception = perception if perception is not None else WorldPerception(devices.cell)
         self.camera = WorldCamera(self.perception)
         self.orders = SimOrders(devices)
         self.stats = ServiceStats()
@@ -331,7 +333,7 @@ class SimService:
         if isinstance(args, HelloArgs):
             cfg = self.devices.config
             return Hello(service=SERVICE, protocol=PROTOCOL, noise_k=self.camera.noise_k, seed=cfg.seed,
-                         faults=cfg.faults).model_dump(mode="json")
+                         faults=cfg.faults, perception=p.kind).model_dump(mode="json")
         if isinstance(args, NextOrderArgs):
             order = await self.orders.next_order(args.timeout_s)
             return None if order is None else order.model_dump(mode="json")

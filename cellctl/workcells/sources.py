@@ -20,15 +20,18 @@ from typing import Any
 
 from anyio.abc import TaskGroup
 
-from cellctl.config import EXTERNAL_NEEDS_CAMERA, ConfigError, RunConfig
+from cellctl.config import EXTERNAL_NEEDS_CAMERA, ConfigError, PerceptionSection, RunConfig
 from cellctl.workcells.drivers import FrameSource, OrderSource, Perception
+from cellctl.workcells.learned_models import load_models
+from cellctl.workcells.learned_perception import LearnedPerception
 from cellctl.workcells.remote_sim import RemoteSim
 from cellctl.workcells.sim_perception import WorldPerception
 from cellctl.workcells.sim_sources import SimOrders, WorldCamera
+from drivers.sim.cell import SimCell
 from drivers.sim.cell_devices import Endpoints, SimCellConfig, SimCellDevices
 
 __all__ = ["EXTERNAL_FT_RATE_HZ", "REALSENSE_NEEDS_LEARNED_PERCEPTION", "CellDevices", "Endpoints", "check_devices",
-           "open_devices"]
+           "make_perception", "open_devices"]
 
 # The F/T stream rate assumed for external devices (the event log's batch rate; the reflex is built for 1 kHz,
 # an ATI Net F/T's RDT default and `cellctl devices --sim`'s).
@@ -68,7 +71,16 @@ class CellDevices:
         else:
             out["camera"] = "simulated world (in process)"
         out["orders"] = "none (stow)" if self.orders is None else out["camera"]
+        out["perception"] = getattr(self.perception, "kind", "sim-service")
         return out
+
+
+def make_perception(section: PerceptionSection, cell: SimCell) -> WorldPerception:
+    """The simulated cell's perception: learned (the models on its camera's frames; raises ModelError) or the
+    oracle (the renderer's labels)."""
+    if section.mode == "oracle":
+        return WorldPerception(cell)
+    return LearnedPerception(cell, load_models(section))
 
 
 async def open_devices(cfg: RunConfig, tg: TaskGroup) -> CellDevices:
@@ -87,7 +99,7 @@ async def open_devices(cfg: RunConfig, tg: TaskGroup) -> CellDevices:
             ft_rate_hz=s.ft_rate_hz, seed=s.seed, faults=s.faults, time_scale=s.time_scale,
         ))
         ep: Endpoints = await tg.start(devices.serve)
-        perception = WorldPerception(devices.cell)
+        perception = make_perception(cfg.perception, devices.cell)
         return CellDevices("sim", ep, perception, WorldCamera(perception), SimOrders(devices) if pick else None,
                            sim=devices)
     if cfg.cell.devices == "external":

@@ -99,9 +99,10 @@ def test_sim_json_is_deterministic_and_replays(tmp_path: Path) -> None:
     second = runner.invoke(app, args)
     assert first.exit_code == 0 and second.exit_code == 0, first.output
     a, b = json.loads(first.output), json.loads(second.output)
-    for key in ("task", "seed", "cycles", "outcomes", "handoff_reasons", "virtual_s", "units_per_hour",
-                "trace_sha256", "wall_s"):
+    for key in ("task", "seed", "cycles", "outcomes", "wrong_item_picks", "handoff_reasons", "virtual_s",
+                "units_per_hour", "trace_sha256", "wall_s"):
         assert key in a
+    assert a["perception"] == "learned"  # the default: the shipped models on camera frames
     a.pop("wall_s"), b.pop("wall_s"), a.pop("log"), b.pop("log")
     assert a == b
     replayed = runner.invoke(app, ["replay", str(log_file), "--json"])
@@ -116,6 +117,20 @@ def test_replay_of_a_bad_file_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["replay", str(bad)])
     assert result.exit_code == 2
     assert "error" in result.output
+
+
+def test_sim_with_missing_or_damaged_models_exits_2_naming_the_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["sim", "--cycles", "1", "--models", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"error: {tmp_path / 'segmenter.onnx'}: no such file" in result.output
+    for kind in ("segmenter", "pick", "embedding"):
+        (tmp_path / f"{kind}.onnx").write_bytes(b"\x08\x07garbage, not a model")
+    result = runner.invoke(app, ["sim", "--cycles", "1", "--models", str(tmp_path)])
+    assert result.exit_code == 2 and f"error: {tmp_path / 'segmenter.onnx'}" in result.output
+    assert "Traceback" not in result.output
+    oracle = runner.invoke(app, ["sim", "--cycles", "1", "--perception", "oracle", "--models", str(tmp_path),
+                                 "--json"])
+    assert oracle.exit_code == 0 and json.loads(oracle.output)["perception"] == "oracle"  # loads no model
 
 
 def test_sim_rejects_a_bad_profile() -> None:

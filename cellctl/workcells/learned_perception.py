@@ -1,0 +1,256 @@
+"""Perception of the simulated cell from camera frames alone: the learned models on what the EOAT camera gives.
+
+`LearnedPerception` plans like `WorldPerception` (the same placement, sweep and suction planners, the same
+primitives), but everything it knows of a bin's contents comes from a frame (depth and colour, no labels):
+
+- stow: the stow segmenter classes every pixel; the band's pixels are taken out of the depth (they hide what is
+  behind), the front-face map is built from the rest and the cells the band hid take the least free depth of their
+  observed neighbours (`perception.occupancy.fill_unobserved`). Sweeps plan on that map and on the items the
+  segmenter separates, with the mass and stiffness of the cell's own stow records where a segment is an item it
+  stowed (otherwise conservative: rigid, 600 kg/m3). A plan captures every bin once (nothing is cached on
+  the world's change counter).
+- verify: the stowed item's face, projected where it was put, must be mostly item pixels in a new frame.
+- pick: `planning.pick_decision`: the pick model's segments and statuses, the embedding matched against the order's
+  reference images (the FC's catalogue), `not_recognised` below the match threshold, suction candidates on the
+  matched segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from drivers.camera import DepthFrame
+from drivers.sim.cell import SimCell
+from drivers.sim.world import Bin
+from perception.cloud import depth_to_points
+from perception.learned.segmenter import ITEM, StowSegmentation, StowSegmenter
+from perception.occupancy import FrontFaceMap, fill_unobserved, front_face_map
+from planning.bins import BinState
+from planning.pick_decision import NOT_RECOGNISED, Identification, PickModels, identify, plan_candidates
+from planning.sweep import KnownItem
+from statecharts.workcell import (
+    Eligibility,
+    EligibilityClass,
+    ItemArrival,
+    PickOrder,
+    PickPlan,
+    StowOption,
+    StowPlan,
+    Verification,
+)
+
+from .sim_frames import SimBinCamera, SimReferences
+from .sim_perception import SimCameraConfig, WorldPerception
+
+UNKNOWN_DENSITY_KG_M3 = 600.0  # an item the cell did not stow: heavier than most, for the sweep's force
+VERIFY_FRACTION = 0.5  # of the placed face's pixels (band excluded) that must be item pixels
+MIN_SEGMENT_POINTS = 20
+
+
+class BinCamera(Protocol):
+    """The EOAT camera facing a bin: one frame (depth and colour) as the camera gives it."""
+
+    def capture(self, b: Bin) -> DepthFrame: ...
+
+
+class ReferenceSource(Protocol):
+    """The FC's product images: (RGB, mask or None) per reference view of a product."""
+
+    def references(self, product_id: str) -> Sequence[tuple[np.ndarray, np.ndarray | None]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedModels:
+    segmenter: StowSegmenter
+    pick: PickModels
+
+
+@dataclass(frozen=True, slots=True)
+class StowRecord:
+    """What the cell knows of an item it stowed: where it put it and the product's data."""
+
+    item_id: int
+    x_mm: float
+    y_mm: float
+    width_mm: float
+    height_mm: float
+    depth_mm: float
+    mass_kg: float
+
+
+@dataclass(frozen=True, slots=True)
+class _StowView:
+    frame: DepthFrame
+    seg: StowSegmentation
+
+
+@dataclass
+class _Records:
+    by_bin: dict[str, list[StowRecord]] = field(default_factory=dict)
+
+
+class LearnedPerception(WorldPerception):
+    """`Perception` from frames: `camera` gives them, `models` read them, `references` name the products."""
+
+    kind = "learned"
+
+    def __init__(self, cell: SimCell, models: LearnedModels, camera: BinCamera | None = None,
+                 references: ReferenceSource | None = None, config: SimCameraConfig | None = None) -> None:
+        super().__init__(cell, config)
+        camera = camera if camera is not None else SimBinCamera(cell, self.k, self.pose)
+        references = references if references is not None else SimReferences(cell)
+        self.models = models
+        self.eoat = camera
+        self.refs = references
+        self._ref_vectors: dict[str, np.ndarray] = {}
+        self._records = _Records()
+        self._planning = False
+        self._views: dict[str, _StowView] = {}
+
+    # ------------------------------------------------------------------ frames
+    def _frame(self, b: Bin) -> tuple[DepthFrame, np.ndarray]:
+        frame = self.eoat.capture(b)
+        if frame.color is None:
+            raise ValueError("the EOAT camera gave no colour image: learned perception needs RGB and depth")
+        return frame, frame.color
+
+    def _stow_view(self, b: Bin) -> _StowView:
+        """The bin's frame and its segmentation: one capture per bin and stow plan (a new one outside a plan)."""
+        view = self._views.get(b.bin_id)
+        if view is None:
+            frame, rgb = self._frame(b)
+            view = _StowView(frame, self.models.segmenter.segment(rgb, frame.depth))
+            if self._planning:
+                self._views[b.bin_id] = view
+        return view
+
+    def _face_map(self, b: Bin) -> FrontFaceMap:
+        view = self._stow_view(b)
+        depth = np.where(view.seg.band_mask, np.nan, view.frame.depth).astype(np.float32)
+        fmap = front_face_map(depth_to_points(depth, self.k), self._geometry(b), resolution=self.camera.cell_m)
+        return fill_unobserved(fmap)
+
+    # ------------------------------------------------------------------ stow
+    def stow_plan(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
+        self._planning, self._views = True, {}
+        try:
+            return super().stow_plan(item, exclude_bins)
+        finally:
+            self._planning, self._views = False, {}
+
+    def geometry_state(self, b: Bin, depth_mm: float) -> BinState:
+        """The bin's state as the cell sees it: the front-face map of its frame (mm)."""
+        fmap = self._face_map(b)
+        fd = fmap.free_depth.astype(np.float64) * 1e3
+        return BinState(b.bin_id, fd < depth_mm, fd, self.camera.cell_m * 1e3, b.width_mm, b.height_mm,
+                        b.depth_mm)
+
+    def known_items(self, b: Bin) -> list[KnownItem]:
+        """The segmenter's items as boxes in the bin frame (their front faces; each reaching the back wall), with
+        the mass of the cell's stow record that overlaps it most, or a conservative estimate."""
+        view = self._stow_view(b)
+        frame, seg = view.frame, view.seg
+        geo = self._geometry(b)
+        out = []
+        for label, s in sorted(seg.segments(frame.depth, self.k, min_points=MIN_SEGMENT_POINTS).items()):
+            p = geo.to_bin(s.points) * 1e3
+            lo, hi = np.percentile(p, 2, axis=0), np.percentile(p, 98, axis=0)
+            x0, y0 = max(0.0, float(lo[0])), max(0.0, float(lo[1]))
+            x1, y1 = min(b.width_mm, float(hi[0])), min(b.height_mm, float(hi[1]))
+            z = min(max(0.0, float(lo[2])), b.depth_mm - 1.0)
+            if x1 - x0 < 1.0 or y1 - y0 < 1.0:
+                continue
+            w, h, d = x1 - x0, y1 - y0, b.depth_mm - z
+            rec = self._record_at(b.bin_id, x0, y0, w, h)
+            mass = rec.mass_kg if rec is not None else UNKNOWN_DENSITY_KG_M3 * w * h * d * 1e-9
+            out.append(KnownItem(label, x0, y0, w, h, d, max(mass, 0.01), 1.0, z_mm=z))
+        return out
+
+    def _bin_key(self, bin_id: str) -> str:
+        return f"{self.cell.pod.pod_id}/{bin_id}"  # the FC names the pod at the station
+
+    def _record_at(self, bin_id: str, x: float, y: float, w: float, h: float) -> StowRecord | None:
+        best, best_area = None, 0.0
+        for r in self._records.by_bin.get(self._bin_key(bin_id), []):
+            ix = min(x + w, r.x_mm + r.width_mm) - max(x, r.x_mm)
+            iy = min(y + h, r.y_mm + r.height_mm) - max(y, r.y_mm)
+            area = max(0.0, ix) * max(0.0, iy)
+            if area > best_area and area >= 0.5 * min(w * h, r.width_mm * r.height_mm):
+                best, best_area = r, area
+        return best
+
+    def verify(self, item: ItemArrival, option: StowOption) -> Verification:
+        b = self.cell.pod.bin(option.bin_id)
+        w, h = (item.height_mm, item.width_mm) if option.rotated else (item.width_mm, item.height_mm)
+        frame, rgb = self._frame(b)
+        seg = self.models.segmenter.segment(rgb, frame.depth)
+        face = self._face_pixels(b, option.x_mm, option.y_mm, w, h, max(0.0, b.depth_mm - item.depth_mm))
+        look = face & ~seg.band_mask
+        n = int(look.sum())
+        share = float((seg.classes[look] == ITEM).mean()) if n else 0.0
+        ok = n > 0 and share >= VERIFY_FRACTION
+        if ok:
+            self._records.by_bin.setdefault(self._bin_key(b.bin_id), []).append(StowRecord(
+                int(item.item_id), option.x_mm, option.y_mm, w, h, item.depth_mm, item.mass_kg))
+        return Verification(ok=ok, detail=f"{share:.0%} of {n} pixels where item {item.item_id} was put in "
+                                          f"{option.bin_id} are item")
+
+    def _face_pixels(self, b: Bin, x: float, y: float, w: float, h: float, z: float) -> np.ndarray:
+        """Pixels of the middle 60 % of the rectangle (x, y, w, h) at depth z (bin frame, mm)."""
+        mx, my = 0.2 * w, 0.2 * h
+        corners = np.array([[x + mx, y + my, z], [x + w - mx, y + h - my, z]])
+        uv = self.pose.project(b, corners, self.k)
+        u0, u1 = sorted(float(v) for v in uv[:, 0])
+        v0, v1 = sorted(float(v) for v in uv[:, 1])
+        mask = np.zeros((self.k.height, self.k.width), dtype=bool)
+        c0, c1 = max(0, int(np.ceil(u0))), min(self.k.width, int(np.floor(u1)) + 1)
+        r0, r1 = max(0, int(np.ceil(v0))), min(self.k.height, int(np.floor(v1)) + 1)
+        mask[r0:r1, c0:c1] = True
+        return mask
+
+    # ------------------------------------------------------------------ pick
+    def _references(self, product_id: str) -> np.ndarray | None:
+        """The product's reference embeddings (kept per product), None when the FC has no image of it."""
+        if not product_id:
+            return None
+        vec = self._ref_vectors.get(product_id)
+        if vec is None:
+            refs = list(self.refs.references(product_id))
+            if not refs:
+                return None
+            vec = self.models.pick.embedder.embed_images([r[0] for r in refs], [r[1] for r in refs])
+            self._ref_vectors[product_id] = vec
+        return vec
+
+    def _identify(self, order: PickOrder, b: Bin) -> tuple[DepthFrame, Identification] | str:
+        refs = self._references(order.product_id)
+        if refs is None:
+            return (f"the FC has no reference image of product {order.product_id!r}" if order.product_id
+                    else "the order names no product: nothing to identify the item by")
+        frame, rgb = self._frame(b)
+        return frame, identify(self.models.pick, rgb, frame.depth, refs)
+
+    def eligibility(self, order: PickOrder) -> Eligibility:
+        got = self._identify(order, self.cell.pod.bin(order.bin_id))
+        if isinstance(got, str):
+            return Eligibility(eligible=False, cls=EligibilityClass.NOT_RECOGNISED, detail=got)
+        ident = got[1]
+        if ident.label is None:
+            return Eligibility(eligible=False, cls=EligibilityClass.NOT_RECOGNISED, detail=ident.detail)
+        cls = EligibilityClass(ident.status)
+        return Eligibility(eligible=cls is EligibilityClass.FREE, cls=cls, detail=ident.detail)
+
+    def pick_plan(self, order: PickOrder) -> PickPlan:
+        b = self.cell.pod.bin(order.bin_id)
+        got = self._identify(order, b)
+        if isinstance(got, str):
+            return PickPlan(reason=f"{NOT_RECOGNISED}: {got}")
+        frame, ident = got
+        decision = plan_candidates(ident, frame.depth, self.k, self._geometry(b))
+        if decision.candidates is None or not decision.candidates.ok:
+            return PickPlan(reason=decision.reason)
+        return self._pick_plan(order, b, decision.candidates)

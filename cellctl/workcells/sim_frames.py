@@ -1,0 +1,58 @@
+"""The simulated cell's EOAT camera frames and its FC's product images, for learned perception.
+
+`SimBinCamera.capture(bin)` is `drivers.sim.camera_view.capture`: depth with the structured-light sensor's
+artefacts and colour under a light drawn per frame, no labels. `SimReferences` is the simulated FC's catalogue
+(`drivers.sim.catalogue`): a product's reference images, photographed in a booth elsewhere in the building; the
+FC knows each product's dimensions, here from the world's items of that product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from drivers.camera import DepthFrame, Intrinsics
+from drivers.sim.camera_view import capture
+from drivers.sim.catalogue import Catalogue, CatalogueError
+from drivers.sim.cell import SimCell
+from drivers.sim.world import Bin, Item
+from drivers.sim.world_render import CameraPose
+
+__all__ = ["SimBinCamera", "SimReferences"]
+
+
+class SimBinCamera:
+    """The EOAT camera of the simulated cell at the cell's pose, one light and noise stream from the cell's seed."""
+
+    def __init__(self, cell: SimCell, intrinsics: Intrinsics, pose: CameraPose) -> None:
+        self.intrinsics = intrinsics
+        self.pose = pose
+        self.rng = np.random.default_rng([cell.seed, 11])
+        self.seq = 0
+
+    def capture(self, b: Bin) -> DepthFrame:
+        self.seq += 1
+        return capture(b, self.intrinsics, self.pose, rng=self.rng, seq=self.seq)
+
+
+class SimReferences:
+    """Reference images of a product from the simulated FC's catalogue ((RGB, mask) per view; none if the product
+    is unknown or too large for the booth)."""
+
+    def __init__(self, cell: SimCell, catalogue: Catalogue | None = None) -> None:
+        self.cell = cell
+        self.catalogue = catalogue or Catalogue(cell.seed)
+
+    def _product(self, product_id: str) -> Item | None:
+        c = self.cell
+        items = [p.item for b in c.pod.bins for p in b.items] + c.tote + [i for i in (c.held, c.arriving) if i]
+        return next((i for i in items if i.product_id == product_id), None)
+
+    def references(self, product_id: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        item = self._product(product_id)
+        if item is None:
+            return []
+        try:
+            refs = self.catalogue.references(product_id, item.size_mm)
+        except CatalogueError:
+            return []
+        return [(r.color, r.mask) for r in refs]
