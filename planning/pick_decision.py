@@ -13,11 +13,13 @@ while it is held.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
-from perception.cloud import depth_to_points
+from perception.cloud import Segment, depth_to_points, segments_from_labels
 from perception.learned.embedding import Embedder, Match
 from perception.learned.pick_model import PickModel, PickSegmentation
 from perception.occupancy import BinGeometry
@@ -27,6 +29,8 @@ from planning.suction import CandidateResult, rank_suction_candidates
 
 NOT_RECOGNISED = "not_recognised"
 MIN_TARGET_POINTS = 10
+EDGE_PX = 3  # one cell of the models' mask grid at the 320 x 240 frame
+MEDIAN_PX = 5  # the target's depth is median-filtered over this window (its own pixels only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +90,53 @@ def plan_candidates(ident: Identification, depth: np.ndarray, intrinsics: object
     if ident.label is None:
         return PickDecision(ident, None, f"{NOT_RECOGNISED}: {ident.detail}")
     seg = ident.segmentation
-    target = seg.segments(depth, intrinsics).get(ident.label)
-    if target is None or target.size < MIN_TARGET_POINTS:
+    target = _target_segment(seg.instance == ident.label, depth, intrinsics)
+    if target is None:
         return PickDecision(ident, None, f"target segment {ident.label} has too few depth points")
     not_item = [k for k, v in seg.instances.items() if v.status == "not_item"]
-    scene = np.where(np.isin(seg.instance, not_item), np.nan, depth).astype(np.float32)
+    scene = depth
+    for label in np.unique(seg.instance):  # each segment (and the rest) smoothed on its own: no edge is blurred
+        scene = median_within(scene, seg.instance == label)
+    scene = np.where(np.isin(seg.instance, not_item), np.nan, scene).astype(np.float32)
     sdf = bin_sdf(depth_to_points(scene, intrinsics), geometry, resolution=0.01)
     ranked = rank_suction_candidates(target, find_patches(target.points), sdf)
     return PickDecision(ident, ranked, "" if ranked.ok else f"no suction candidate: {ranked.reason.value}")
+
+
+def median_within(depth: np.ndarray, mask: np.ndarray, size: int = MEDIAN_PX) -> np.ndarray:
+    """`depth` with each pixel of `mask` replaced by the median of the valid `mask` pixels in the size x size window
+    about it (NaN where there are none): a structured-light sensor's noise (several mm at half a metre) would
+    otherwise break a flat face into patches too small for the cup. Pixels off the mask are left as they are."""
+    out = depth.copy()
+    v, u = np.nonzero(mask)
+    if v.size == 0:
+        return out
+    r = size // 2
+    v0, v1, u0, u1 = max(0, v.min() - r), min(depth.shape[0], v.max() + r + 1), max(0, u.min() - r), \
+        min(depth.shape[1], u.max() + r + 1)
+    sub = np.where(mask[v0:v1, u0:u1], depth[v0:v1, u0:u1], np.nan).astype(np.float32)
+    padded = np.pad(sub, r, constant_values=np.nan)
+    h, w = sub.shape
+    stack = np.stack([padded[dv:dv + h, du:du + w] for dv in range(size) for du in range(size)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
+        med = np.nanmedian(stack, axis=0)
+    region = out[v0:v1, u0:u1]
+    inside = mask[v0:v1, u0:u1]
+    region[inside] = med[inside]
+    return out
+
+
+def _target_segment(mask: np.ndarray, depth: np.ndarray, intrinsics: object) -> Segment | None:
+    """The target's points (its depth median-filtered within its mask), the mask eroded by EDGE_PX first: a mask
+    from the model's half-resolution grid is uncertain at its edge (a neighbour's or the wall's pixels), the cup
+    belongs on the face's interior. A segment too thin to erode keeps its whole mask."""
+    smooth = median_within(depth, mask)
+    for m in (ndimage.binary_erosion(mask, iterations=EDGE_PX), mask):
+        seg = segments_from_labels(smooth, m.astype(np.int32), intrinsics).get(1)
+        if seg is not None and seg.size >= MIN_TARGET_POINTS:
+            return seg
+    return None
 
 
 def decide_pick(models: PickModels, rgb: np.ndarray, depth: np.ndarray, intrinsics: object,

@@ -12,7 +12,8 @@ primitives), but everything it knows of a bin's contents comes from a frame (dep
 - verify: the stowed item's face, projected where it was put, must be mostly item pixels in a new frame.
 - pick: `planning.pick_decision`: the pick model's segments and statuses, the embedding matched against the order's
   reference images (the FC's catalogue), `not_recognised` below the match threshold, suction candidates on the
-  matched segment.
+  matched segment. The first plan of an order uses the frame its eligibility was checked on (the cell has not
+  touched the bin in between); a replan after a failed attempt captures a new one.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class LearnedPerception(WorldPerception):
         self._ref_vectors: dict[str, np.ndarray] = {}
         self._records = _Records()
         self._planning = False
+        self._checked: tuple[str, tuple[DepthFrame, Identification]] | None = None
         self._views: dict[str, _StowView] = {}
 
     # ------------------------------------------------------------------ frames
@@ -236,8 +238,10 @@ class LearnedPerception(WorldPerception):
 
     def eligibility(self, order: PickOrder) -> Eligibility:
         got = self._identify(order, self.cell.pod.bin(order.bin_id))
+        self._checked = None
         if isinstance(got, str):
             return Eligibility(eligible=False, cls=EligibilityClass.NOT_RECOGNISED, detail=got)
+        self._checked = (order.order_id, got)  # the first plan of this order plans on the frame it was checked on
         ident = got[1]
         if ident.label is None:
             return Eligibility(eligible=False, cls=EligibilityClass.NOT_RECOGNISED, detail=ident.detail)
@@ -246,7 +250,10 @@ class LearnedPerception(WorldPerception):
 
     def pick_plan(self, order: PickOrder) -> PickPlan:
         b = self.cell.pod.bin(order.bin_id)
-        got = self._identify(order, b)
+        checked, self._checked = self._checked, None
+        # Nothing has touched the bin since the check: plan on its frame. A replan (after a failed attempt)
+        # captures a new one.
+        got = checked[1] if checked is not None and checked[0] == order.order_id else self._identify(order, b)
         if isinstance(got, str):
             return PickPlan(reason=f"{NOT_RECOGNISED}: {got}")
         frame, ident = got
