@@ -76,6 +76,7 @@ class CellData:
     cycles: int = 0  # tasks ended with a report (an interrupted one too)
     interrupted: int = 0  # of which cut short by a hold, suspend, stop or abort (they do not count to max_cycles)
     counts: Counter[str] = field(default_factory=Counter)  # reports by outcome
+    by_task: Counter[tuple[str, str]] = field(default_factory=Counter)  # reports by (task kind, outcome)
     handoff_reasons: Counter[str] = field(default_factory=Counter)  # by the reason's first clause
     reports: deque[TaskReport] = field(default_factory=lambda: deque(maxlen=REPORTS_KEPT))  # the latest
     last_starved: Starved | None = None
@@ -89,6 +90,7 @@ class CellData:
         """A report was delivered: the counters the status line, the summary and the FC show."""
         self.cycles += 1
         self.counts[report.outcome.value] += 1
+        self.by_task[(report.task, report.outcome.value)] += 1
         if report.outcome is TaskOutcome.HANDOFF:
             self.handoff_reasons[report.reason.split(":")[0]] += 1
         self.reports.append(report)

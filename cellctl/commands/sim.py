@@ -89,6 +89,8 @@ async def simulate(opts: SimOptions) -> dict[str, Any]:
         "task": opts.task, "seed": opts.seed, "cycles": data.cycles, "faults": opts.faults,
         "perception": opts.perception, "end_state": end,
         "outcomes": {k: data.counts.get(k, 0) for k in ("done", "handoff", "fault")},
+        "by_task": {t: {k: data.by_task.get((t, k), 0) for k in ("done", "handoff", "fault")}
+                    for t in ("stow", "pick") if any(data.by_task.get((t, k)) for k in ("done", "handoff", "fault"))},
         "wrong_item_picks": sim.cell.wrong_items,  # the tote check: picked, but not the item ordered
         "handoff_reasons": dict(sorted(reasons.items())),
         "virtual_s": round(virtual, 3),
