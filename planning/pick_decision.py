@@ -30,6 +30,7 @@ from planning.suction import CandidateResult, rank_suction_candidates
 NOT_RECOGNISED = "not_recognised"
 MIN_TARGET_POINTS = 10
 EDGE_PX = 3  # one cell of the models' mask grid at the 320 x 240 frame
+SIZE_SLACK, SIZE_MARGIN_M = 1.2, 0.01  # a segment may look this much larger than the product (noise, mask edge)
 MEDIAN_PX = 5  # the target's depth is median-filtered over this window (its own pixels only)
 
 
@@ -73,14 +74,28 @@ class PickDecision:
     reason: str  # "" when there are candidates
 
 
-def identify(models: PickModels, rgb: np.ndarray, depth: np.ndarray, references: np.ndarray) -> Identification:
-    """Segment the frame and find the ordered product among its item segments (not the not-item ones)."""
+def identify(models: PickModels, rgb: np.ndarray, depth: np.ndarray, references: np.ndarray, *,
+             intrinsics: object | None = None, product_mm: tuple[float, float, float] | None = None,
+             ) -> Identification:
+    """Segment the frame and find the ordered product among its item segments (not the not-item ones). With the
+    product's dimensions (the FC's catalogue) and the camera's intrinsics, a segment wider or taller than the
+    product could be (SIZE_SLACK over its longest side) is no candidate: two items merged into one segment."""
     seg = models.pick.segment(rgb, depth)
-    items = np.where(np.isin(seg.instance, [k for k, v in seg.instances.items() if v.status != "not_item"]),
-                     seg.instance, 0).astype(np.int32)
+    labels = [k for k, v in seg.instances.items() if v.status != "not_item"]
+    if product_mm is not None and intrinsics is not None:
+        limit = SIZE_SLACK * max(product_mm) / 1e3 + SIZE_MARGIN_M
+        segs = seg.segments(depth, intrinsics)
+        labels = [k for k in labels if k not in segs or _face_extent(segs[k].points) <= limit]
+    items = np.where(np.isin(seg.instance, labels), seg.instance, 0).astype(np.int32)
     m = models.embedder.identify(models.embedder.embed_segments(rgb, items), references)
     status = seg.instances[m.label].status if m.label is not None else NOT_RECOGNISED
     return Identification(seg, m, status)
+
+
+def _face_extent(points: np.ndarray) -> float:
+    """The longer side (m) of a segment's face as the camera sees it (x and y, 2nd to 98th percentile)."""
+    lo, hi = np.percentile(points[:, :2], 2, axis=0), np.percentile(points[:, :2], 98, axis=0)
+    return float(np.max(hi - lo))
 
 
 def plan_candidates(ident: Identification, depth: np.ndarray, intrinsics: object,
@@ -140,6 +155,8 @@ def _target_segment(mask: np.ndarray, depth: np.ndarray, intrinsics: object) -> 
 
 
 def decide_pick(models: PickModels, rgb: np.ndarray, depth: np.ndarray, intrinsics: object,
-                references: np.ndarray, geometry: BinGeometry) -> PickDecision:
+                references: np.ndarray, geometry: BinGeometry,
+                product_mm: tuple[float, float, float] | None = None) -> PickDecision:
     """The whole pick decision on one frame: identify, then (whatever the status) rank suction candidates."""
-    return plan_candidates(identify(models, rgb, depth, references), depth, intrinsics, geometry)
+    ident = identify(models, rgb, depth, references, intrinsics=intrinsics, product_mm=product_mm)
+    return plan_candidates(ident, depth, intrinsics, geometry)

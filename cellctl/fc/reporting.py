@@ -105,7 +105,8 @@ class FcOrders:
             while True:
                 request = await self._take()
                 if request is not None:
-                    return PickOrder(order_id=request.task_id, item_id=request.item_id, bin_id=request.bin_id)
+                    return PickOrder(order_id=request.task_id, item_id=request.item_id, bin_id=request.bin_id,
+                                     product_id=request.product_id)
                 self._added = anyio.Event()
                 await self._added.wait()
         return None

@@ -178,7 +178,7 @@ class SimFc:
             if order is None:
                 continue
             pod = order.bin_id.split("-")[0]
-            task_id = await cellctl.call_method(request.nodeid, order.item_id, "", pod, order.bin_id)
+            task_id = await cellctl.call_method(request.nodeid, order.item_id, order.product_id, pod, order.bin_id)
             self.requested.append(str(task_id))
             with anyio.move_on_after(self.order_timeout_s):
                 await self.ledger.wait_for(lambda ledger: task_id in ledger.reports)  # noqa: B023 - awaited here

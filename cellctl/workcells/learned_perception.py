@@ -59,9 +59,11 @@ class BinCamera(Protocol):
 
 
 class ReferenceSource(Protocol):
-    """The FC's product images: (RGB, mask or None) per reference view of a product."""
+    """The FC's product data: (RGB, mask or None) per reference view of a product, and its dimensions (mm)."""
 
     def references(self, product_id: str) -> Sequence[tuple[np.ndarray, np.ndarray | None]]: ...
+
+    def size_mm(self, product_id: str) -> tuple[float, float, float] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,8 @@ class LearnedPerception(WorldPerception):
             return (f"the FC has no reference image of product {order.product_id!r}" if order.product_id
                     else "the order names no product: nothing to identify the item by")
         frame, rgb = self._frame(b)
-        return frame, identify(self.models.pick, rgb, frame.depth, refs)
+        return frame, identify(self.models.pick, rgb, frame.depth, refs, intrinsics=self.k,
+                               product_mm=self.refs.size_mm(order.product_id))
 
     def eligibility(self, order: PickOrder) -> Eligibility:
         got = self._identify(order, self.cell.pod.bin(order.bin_id))

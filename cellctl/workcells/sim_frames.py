@@ -47,6 +47,10 @@ class SimReferences:
         items = [p.item for b in c.pod.bins for p in b.items] + c.tote + [i for i in (c.held, c.arriving) if i]
         return next((i for i in items if i.product_id == product_id), None)
 
+    def size_mm(self, product_id: str) -> tuple[float, float, float] | None:
+        item = self._product(product_id)
+        return None if item is None else item.size_mm
+
     def references(self, product_id: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
         item = self._product(product_id)
         if item is None:

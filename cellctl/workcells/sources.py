@@ -9,8 +9,8 @@ the endpoints the drivers connect to, the EOAT camera with its perception, and (
     devices = "external"  the endpoints of [plc] url, [robot] host/port, [ft] host/port; the camera, perception
                           and orders of [camera] (kind = "sim-service": RemoteSim, connected in `tg`, to the
                           world `cellctl devices --sim` serves in another process). kind = "realsense" is
-                          refused (`check_devices`): the controller's perception is the simulator's, and a real
-                          camera's frames need learned perception (issue 13, points 3 and 8).
+                          refused (`check_devices`): learned perception on a real camera's frames also needs the
+                          pod's bin layout and the FC's product images, which only the simulated cell gives yet.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ __all__ = ["EXTERNAL_FT_RATE_HZ", "REALSENSE_NEEDS_LEARNED_PERCEPTION", "CellDev
 EXTERNAL_FT_RATE_HZ = 1000.0
 
 REALSENSE_NEEDS_LEARNED_PERCEPTION = (
-    "camera.kind: 'realsense' gives camera frames only, and cellctl run's perception comes from the simulator's "
-    "labels (kind = 'sim-service'); perceiving from a real camera's frames needs learned perception (issue 13, "
-    "points 3 and 8), which cellctl run does not have yet: use kind = 'sim-service' with `cellctl devices --sim`")
+    "camera.kind: 'realsense' gives camera frames only; learned perception runs on frames today only in the simulated "
+    "cell (devices = 'sim', or the sim-service), which also gives it the pod's bin layout and the FC's product images: "
+    "a real camera's run needs both from the FC first (not built yet): use kind = 'sim-service' with "
+    "`cellctl devices --sim`")
 
 
 def check_devices(cfg: RunConfig) -> None:

@@ -4,7 +4,8 @@ External devices are reached at the configured endpoints; the camera `cellctl ru
 (kind = "sim-service", served by `cellctl devices --sim`). Without a [camera] the load fails naming the key and what
 is missing; "real" (the old name, which never started a cell) is refused with the new one. Issue 13, point 7:
 kind = "realsense" configures the RealSense driver (its keys, bounds and cross-checks below); `cellctl run` refuses
-it at start in one line, since perceiving from a real camera's frames needs learned perception (points 3 and 8).
+it at start in one line: learned perception on a real camera's frames also needs the pod's layout and the FC's
+product images, which only the simulated cell gives yet.
 """
 
 from __future__ import annotations
@@ -169,8 +170,8 @@ async def test_cellctl_run_refuses_a_realsense_camera_at_start_in_one_line(tmp_p
         check_devices(cfg)
     text = str(err.value)
     assert text == REALSENSE_NEEDS_LEARNED_PERCEPTION and "\n" not in text
-    assert text.startswith("camera.kind: 'realsense'") and "learned perception (issue 13, points 3 and 8)" in text
-    with pytest.raises(ConfigError, match="needs learned perception"):
+    assert text.startswith("camera.kind: 'realsense'") and "the pod's bin layout and the FC's product images" in text
+    with pytest.raises(ConfigError, match="the pod's bin layout and the FC's product images"):
         await run_cell(cfg)
     assert not (tmp_path / "runs").exists()  # refused before a log (or the store beside it) was made
     check_devices(_load(tmp_path, '[camera]\nkind = "realsense"\n'))  # devices = "sim" ignores [camera]

@@ -136,12 +136,13 @@ async def test_open_devices_external_plans_a_stow_and_serves_frames(devices: Dev
         assert list(cd.endpoints.modbus) == devices.info["modbus"] and list(cd.endpoints.ft) == devices.info["ft"]
         assert cd.describe()["camera"] == "sim-service {}:{}".format(*devices.info["service"])
         assert cd.frames.noise_k == pytest.approx(0.0025)  # the simulated camera's, from the service's hello
+        assert cd.describe()["perception"] == "sim-service (learned)"  # `cellctl devices --sim`'s default
 
         plan = await in_thread(cd.perception.stow_plan, ITEM)
         assert isinstance(plan, StowPlan) and plan.options, plan.reason
         assert all(o.bin_id.startswith("P1-") and o.steps for o in plan.options)
         v = await in_thread(cd.perception.verify, ITEM, plan.options[0])
-        assert isinstance(v, Verification) and not v.ok and "pixels of item 900001" in v.detail  # never stowed
+        assert isinstance(v, Verification) and not v.ok and "item 900001" in v.detail  # never stowed
 
         a, b = await in_thread(cd.frames.frame, 0), await in_thread(cd.frames.frame, 0)
         assert a.shape == (240, 320) and a.dtype == np.float32 and np.isfinite(a).any()

@@ -43,8 +43,11 @@ async def test_run_stows_over_the_real_protocols_and_replays(tmp_path: Path) -> 
         summary = await run_cell(_config(tmp_path, cycles=3), out=out)
     assert summary["end_state"] == "complete"
     assert summary["outcomes"]["done"] >= 2 and sum(summary["outcomes"].values()) == 3
+    assert summary["perception"] == "learned"  # the default: the shipped models on the camera's frames
     records = list(read_log(Path(summary["log"])))
     topics = Counter(r.topic for r in records)
+    devices = next(r.payload for r in records if r.topic == "run.devices")
+    assert devices["perception"] == "learned"
     # inputs (sensor samples over UDP and Modbus, replies), outputs (calls) and transitions are all there
     assert topics["ft.wrench"] > 10 and topics["robot.suction"] > 0
     assert topics["port.call"] > 0 and topics["port.reply"] > 0 and topics["chart.transition"] > 0

@@ -24,6 +24,7 @@ from cellctl.fc.simclient import SimFc
 from cellctl.runtime.cell import CellRun, Command
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import profile
+from drivers.sim.world import ground_truth_eligibility
 from statecharts.workcell import PickOrder
 
 pytestmark = pytest.mark.anyio
@@ -144,16 +145,22 @@ async def test_an_fc_client_drives_the_cell_through_the_packml_methods(tmp_path:
 
 
 class SeededOrders:
-    """The FC's orders: items a copy of the simulated world (same seed) holds at the start."""
+    """The FC's orders: free items a copy of the simulated world (same seed) holds at the start (this FC knows what
+    the cell can pick: the test is of the request path, not of the cell's refusals)."""
 
     def __init__(self, seed: int) -> None:
         self.cell = SimCell(seed, profile("none"))
 
     async def next_order(self, timeout_s: float) -> PickOrder | None:
-        order, _ = self.cell.next_order()
         await anyio.lowlevel.checkpoint()
-        return None if order is None else PickOrder(order_id=order.order_id, item_id=str(order.item_id),
-                                                    bin_id=order.bin_id)
+        for _ in range(1000):
+            order, _ = self.cell.next_order()
+            if order is None:
+                return None
+            if ground_truth_eligibility(self.cell.pod.bin(order.bin_id))[order.item_id] == "free":
+                return PickOrder(order_id=order.order_id, item_id=str(order.item_id), bin_id=order.bin_id,
+                                 product_id=order.product_id)
+        return None
 
 
 async def _stop(url: str) -> None:
@@ -175,7 +182,9 @@ async def test_pick_requests_made_over_opc_ua_are_picked_and_reported(tmp_path: 
     async with anyio.create_task_group() as tg:
         tg.start_soon(fc.run)  # connects once the controller serves
         with anyio.fail_after(180):
-            summary = await _with_run(_config(tmp_path, task="pick", fc_port=port, fc_client=False), picks)
+            cfg = _config(tmp_path, task="pick", fc_port=port, fc_client=False,
+                          extra='[perception]\nmode = "oracle"\n')  # the request path, not the models
+            summary = await _with_run(cfg, picks)
         tg.cancel_scope.cancel()
     assert summary["end_state"] == "stopped" and summary["cycles"] >= 3
     reports = fc.ledger.reports

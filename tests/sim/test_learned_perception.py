@@ -1,0 +1,96 @@
+"""Issue 13: the simulated cell perceiving from camera frames alone, with the shipped models.
+
+- The runtime never sees labels: with the renderer's labels replaced by noise, `cellctl sim --perception learned`
+  makes exactly the same decisions (and the oracle, which reads them, does not).
+- A look-alike planted beside the target: the cell picks the right one or refuses, never the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import cellctl.workcells.sim_perception as sim_perception
+from cellctl.commands.sim import SimOptions, run_sim
+from cellctl.workcells.learned_models import load_models
+from cellctl.workcells.learned_perception import LearnedModels, LearnedPerception
+from drivers.sim.cell import SimCell
+from drivers.sim.faults import profile
+from drivers.sim.world import Item, insert, item_under
+from statecharts.workcell import EligibilityClass, PickOrder, Primitive
+
+
+@pytest.fixture(scope="module")
+def models() -> LearnedModels:
+    return load_models()
+
+
+def _decisions(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "wall_s"}
+
+
+def _noisy_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The renderer's instance and class labels become noise (its depth is kept)."""
+    render = sim_perception.render
+    rng = np.random.default_rng(99)
+
+    def noise(*args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        depth, labels = render(*args, **kwargs)
+        return depth, rng.integers(0, int(labels.max()) + 8, size=labels.shape).astype(labels.dtype)
+
+    monkeypatch.setattr(sim_perception, "render", noise)
+
+
+def test_learned_perception_decides_the_same_with_the_labels_replaced_by_noise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    learned = SimOptions("mixed", 6, 2, perception="learned")
+    oracle = SimOptions("mixed", 6, 2, perception="oracle")
+    clean_learned, clean_oracle = run_sim(learned), run_sim(oracle)
+    _noisy_labels(monkeypatch)
+    noisy_learned, noisy_oracle = run_sim(learned), run_sim(oracle)
+    assert _decisions(noisy_learned) == _decisions(clean_learned)
+    assert clean_learned["perception"] == "learned" and clean_learned["outcomes"]["done"] > 0
+    # The patch bites: the oracle reads the labels, so noise changes what it decides.
+    assert noisy_oracle["trace_sha256"] != clean_oracle["trace_sha256"]
+
+
+def _look_alike_pairs(n: int) -> list[tuple[str, str]]:
+    """(product, look-alike) pairs: for each product, the one of 40 others whose look is nearest (base and accent
+    colours)."""
+    from drivers.sim.appearance import product_look
+
+    ids = [f"SKU{i:04d}" for i in range(300, 341)]
+    base = {p: np.concatenate([product_look(p).base, product_look(p).accent]).astype(np.float64) for p in ids}
+    out = []
+    for p in ids[:n]:
+        twin = min((q for q in ids if q != p), key=lambda q: float(np.linalg.norm(base[q] - base[p])))
+        out.append((p, twin))
+    return out
+
+
+def test_a_look_alike_beside_the_target_is_never_picked_instead(models: LearnedModels) -> None:
+    right = refused = 0
+    for k, (product, twin) in enumerate(_look_alike_pairs(6)):
+        cell = SimCell(20 + k, profile("none"))
+        b = cell.pod.bins[0]
+        b.items = []
+        depth, width = 120.0, (b.width_mm - 40.0) / 2  # side by side, 10 mm apart, 15 mm from the walls
+        insert(b, Item(9001, product, (width, 90.0, depth), 0.3), (15.0, 0.0, b.depth_mm - depth))
+        insert(b, Item(9002, twin, (width, 90.0, depth), 0.3), (25.0 + width, 0.0, b.depth_mm - depth))
+        perception = LearnedPerception(cell, models)
+        for item_id, pid in ((9001, product), (9002, twin)):
+            order = PickOrder(order_id=f"O{k}{item_id}", item_id=str(item_id), bin_id=b.bin_id, product_id=pid)
+            eligible = perception.eligibility(order)
+            plan = perception.pick_plan(order)
+            if not eligible.eligible or not plan.candidates:
+                refused += 1
+                assert eligible.cls is not EligibilityClass.FREE or not plan.candidates
+                continue
+            for c in plan.candidates:
+                attach = next(s for s in c.steps if s.primitive is Primitive.ATTACH)
+                under = item_under(b, attach.params["x"], attach.params["y"])
+                assert under is not None and under.item_id == item_id, (product, twin, item_id, attach.params)
+            right += 1
+    assert right >= 3, f"only {right} of 12 orders picked ({refused} refused): the test shows nothing"
