@@ -161,3 +161,36 @@ def write_report(model_path: str | Path, metrics: Mapping[str, float], *, kind: 
     out = p.with_suffix(".report.json")
     out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def status_agreement(path: str | Path, seeds: Sequence[int], min_pixels: int = 20) -> dict[str, float]:
+    """The pick model's status against the ground truth on every visible item of the views `seeds` (an item no
+    predicted segment covers at IoU >= 0.5 counts as wrong), beside the oracle path's (the depth rules of
+    `perception.eligibility.classify` on the renderer's labels) on the same frames and items."""
+    from drivers.sim.world import ground_truth_eligibility
+
+    from ..eligibility import classify
+    from ..learned.pick_model import PickModel
+    from .dataset import scene
+
+    model = PickModel(open_model(path, "pick"))
+    n = learned = oracle = 0
+    for seed in seeds:
+        bin, frame, truth = scene(int(seed))
+        assert frame.color is not None
+        gt = ground_truth_eligibility(bin)
+        seg = model.segment(frame.color, frame.depth)
+        rules = classify(frame.depth, truth.instance, frame.intrinsics)
+        for item in truth.item_ids:
+            mask = truth.instance == item
+            if int(mask.sum()) < min_pixels:
+                continue
+            n += 1
+            oracle += int(item in rules and rules[item].kind == gt[item])
+            ids, counts = np.unique(seg.instance[mask & (seg.instance > 0)], return_counts=True)
+            for label, inter in zip(ids, counts, strict=True):
+                union = int(mask.sum()) + int((seg.instance == label).sum()) - int(inter)
+                if inter / union >= 0.5:
+                    learned += int(seg.instances[int(label)].status == gt[item])
+    return {"items": float(n), "learned_status_agreement": learned / n if n else 0.0,
+            "oracle_status_agreement": oracle / n if n else 0.0}

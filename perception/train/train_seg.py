@@ -1,6 +1,6 @@
 """Train the stow segmenter or the pick model (`--kind segmenter|pick`), export it, evaluate it on held-out seeds.
 
-    python -m perception.train.train_seg --kind pick --seed 1 --views 4000 --iterations 1000 --out models/pick.onnx
+    python -m perception.train.train_seg --kind pick --seed 1 --views 3000 --iterations 3000 --out models/pick.onnx
 
 Needs the `train` extra (PyTorch). Queries are matched to the true instances per image (Hungarian, on the object
 probability and the masks' dice), as in DETR / Mask2Former; losses: cross-entropy on object / no object (no object
@@ -107,7 +107,7 @@ def train(kind: str, data: Mapping[str, np.ndarray], *, seed: int, iterations: i
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = training_parser(__doc__ or "", views=3000, views_help="training views", heldout=300,
-                         heldout_help="held-out views for the report", iterations=1000, batch_size=8)
+                         heldout_help="held-out views for the report", iterations=3000, batch_size=8)
     ap.add_argument("--kind", choices=("segmenter", "pick"), required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
