@@ -25,8 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from bench.timing import timed
 from drivers.camera import Intrinsics
 from drivers.sim.camera_view import FrameTruth, render_training_view
 from drivers.sim.catalogue import Catalogue, CatalogueError, ReferenceImage
@@ -53,16 +53,6 @@ KINDS = ("segmenter", "pick", "embedding")
 EMBED_BATCH = 16  # crops per timed embedding call (a dense bin view holds about this many items)
 MIN_CROP_PIXELS = 20  # an item needs this many visible pixels to be cropped
 AIMS_MS = {"segmenter": 40.0, "embedding": 5.0, "pick_decision": 150.0}  # issue 13's acceptance aims
-
-
-def timed(fn: Callable[[], object], repeat: int) -> dict[str, float]:
-    fn()  # warm-up (imports, allocations, onnxruntime's first-run setup)
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return {"median": float(np.median(samples)), "p95": float(np.percentile(samples, 95))}
 
 
 def per(t: dict[str, float], n: int) -> dict[str, float]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from bench.timing import timed
 from drivers.camera import Intrinsics
 from drivers.sim.world import generate_bin
 from drivers.sim.world_render import CameraPose, render_bin
@@ -32,16 +31,6 @@ from planning.placement import PlacementResult, find_placements
 from planning.suction import CandidateResult, rank_suction_candidates
 
 ITEM_MM = (120.0, 80.0, 150.0)  # the item to stow: width, height, depth
-
-
-def timed(fn: Callable[[], object], repeat: int) -> dict[str, float]:
-    fn()  # warm-up (imports, allocations)
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return {"median": float(np.median(samples)), "p95": float(np.percentile(samples, 95))}
 
 
 def scene(seed: int) -> dict[str, object]:
