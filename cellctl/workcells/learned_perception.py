@@ -6,9 +6,9 @@ primitives), but everything it knows of a bin's contents comes from a frame (dep
 - stow: the stow segmenter classes every pixel; the band's pixels are taken out of the depth (they hide what is
   behind), the front-face map is built from the rest and the cells the band hid take the least free depth of their
   observed neighbours (`perception.occupancy.fill_unobserved`). Sweeps plan on that map and on the items the
-  segmenter separates, with the mass and stiffness of the cell's own stow records where a segment is an item it
-  stowed (otherwise conservative: rigid, 600 kg/m3). A plan captures every bin once (nothing is cached on
-  the world's change counter).
+  segmenter separates, rigid, with the mass of the cell's own stow record where a segment is an item it stowed
+  (otherwise 600 kg/m3: conservative). A plan captures every bin once (nothing is cached on the world's change
+  counter).
 - verify: the stowed item's face, projected where it was put, must be mostly item pixels in a new frame.
 - pick: `planning.pick_decision`: the pick model's segments and statuses, the embedding matched against the order's
   reference images (the FC's catalogue), `not_recognised` below the match threshold, suction candidates on the
