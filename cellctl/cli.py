@@ -332,9 +332,9 @@ def sim(
 ) -> None:
     """Run the cell charts against the simulated cell on virtual time (deterministic from the seed).
 
-    Prints task, seed, cycles, perception (learned or oracle), outcomes (done / handoff / fault),
-    wrong_item_picks, handoff_reasons, virtual_s, wall_s, units_per_hour (virtual time) and trace_sha256 (the
-    transition trace): the same seed prints the same output except wall_s.
+    Prints task, seed, cycles, perception (learned or oracle), outcomes (done / handoff / fault) and by_task (the
+    same per stow and pick), wrong_item_picks, handoff_reasons, virtual_s, wall_s, units_per_hour (virtual time)
+    and trace_sha256 (the transition trace): the same seed prints the same output except wall_s.
     """
     from cellctl.commands.sim import SimOptions, run_sim
     from cellctl.config import PerceptionSection
