@@ -105,14 +105,12 @@ def plan_candidates(ident: Identification, depth: np.ndarray, intrinsics: object
     if ident.label is None:
         return PickDecision(ident, None, f"{NOT_RECOGNISED}: {ident.detail}")
     seg = ident.segmentation
-    target = _target_segment(seg.instance == ident.label, depth, intrinsics)
+    smooth = median_by_label(depth, seg.instance)
+    target = _target_segment(seg.instance == ident.label, smooth, intrinsics)
     if target is None:
         return PickDecision(ident, None, f"target segment {ident.label} has too few depth points")
     not_item = [k for k, v in seg.instances.items() if v.status == "not_item"]
-    scene = depth
-    for label in np.unique(seg.instance):  # each segment (and the rest) smoothed on its own: no edge is blurred
-        scene = median_within(scene, seg.instance == label)
-    scene = np.where(np.isin(seg.instance, not_item), np.nan, scene).astype(np.float32)
+    scene = np.where(np.isin(seg.instance, not_item), np.nan, smooth).astype(np.float32)
     sdf = bin_sdf(depth_to_points(scene, intrinsics), geometry, resolution=0.01)
     ranked = rank_suction_candidates(target, find_patches(target.points), sdf)
     return PickDecision(ident, ranked, "" if ranked.ok else f"no suction candidate: {ranked.reason.value}")
@@ -123,9 +121,23 @@ def median_within(depth: np.ndarray, mask: np.ndarray, size: int = MEDIAN_PX) ->
     about it (NaN where there are none): a structured-light sensor's noise (several mm at half a metre) would
     otherwise break a flat face into patches too small for the cup. Pixels off the mask are left as they are."""
     out = depth.copy()
+    _median_into(out, depth, mask, size)
+    return out
+
+
+def median_by_label(depth: np.ndarray, labels: np.ndarray, size: int = MEDIAN_PX) -> np.ndarray:
+    """`median_within` for every label of `labels` (0, the unsegmented rest, too), each on its own pixels only: no
+    edge between two segments is blurred."""
+    out = depth.copy()
+    for label in np.unique(labels):
+        _median_into(out, depth, labels == label, size)
+    return out
+
+
+def _median_into(out: np.ndarray, depth: np.ndarray, mask: np.ndarray, size: int) -> None:
     v, u = np.nonzero(mask)
     if v.size == 0:
-        return out
+        return
     r = size // 2
     v0, v1, u0, u1 = max(0, v.min() - r), min(depth.shape[0], v.max() + r + 1), max(0, u.min() - r), \
         min(depth.shape[1], u.max() + r + 1)
@@ -136,17 +148,14 @@ def median_within(depth: np.ndarray, mask: np.ndarray, size: int = MEDIAN_PX) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
         med = np.nanmedian(stack, axis=0)
-    region = out[v0:v1, u0:u1]
     inside = mask[v0:v1, u0:u1]
-    region[inside] = med[inside]
-    return out
+    out[v0:v1, u0:u1][inside] = med[inside]
 
 
-def _target_segment(mask: np.ndarray, depth: np.ndarray, intrinsics: object) -> Segment | None:
-    """The target's points (its depth median-filtered within its mask), the mask eroded by EDGE_PX first: a mask
+def _target_segment(mask: np.ndarray, smooth: np.ndarray, intrinsics: object) -> Segment | None:
+    """The target's points (from the depth median-filtered per segment), the mask eroded by EDGE_PX first: a mask
     from the model's half-resolution grid is uncertain at its edge (a neighbour's or the wall's pixels), the cup
     belongs on the face's interior. A segment too thin to erode keeps its whole mask."""
-    smooth = median_within(depth, mask)
     for m in (ndimage.binary_erosion(mask, iterations=EDGE_PX), mask):
         seg = segments_from_labels(smooth, m.astype(np.int32), intrinsics).get(1)
         if seg is not None and seg.size >= MIN_TARGET_POINTS:

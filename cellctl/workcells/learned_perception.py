@@ -19,7 +19,7 @@ primitives), but everything it knows of a bin's contents comes from a frame (dep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -73,27 +73,9 @@ class LearnedModels:
 
 
 @dataclass(frozen=True, slots=True)
-class StowRecord:
-    """What the cell knows of an item it stowed: where it put it and the product's data."""
-
-    item_id: int
-    x_mm: float
-    y_mm: float
-    width_mm: float
-    height_mm: float
-    depth_mm: float
-    mass_kg: float
-
-
-@dataclass(frozen=True, slots=True)
 class _StowView:
     frame: DepthFrame
     seg: StowSegmentation
-
-
-@dataclass
-class _Records:
-    by_bin: dict[str, list[StowRecord]] = field(default_factory=dict)
 
 
 class LearnedPerception(WorldPerception):
@@ -110,7 +92,7 @@ class LearnedPerception(WorldPerception):
         self.eoat = camera
         self.refs = references
         self._ref_vectors: dict[str, np.ndarray] = {}
-        self._records = _Records()
+        self._records: dict[str, list[KnownItem]] = {}  # the cell's own stows, by pod and bin
         self._planning = False
         self._checked: tuple[str, tuple[DepthFrame, Identification]] | None = None
         self._views: dict[str, _StowView] = {}
@@ -177,9 +159,9 @@ class LearnedPerception(WorldPerception):
     def _bin_key(self, bin_id: str) -> str:
         return f"{self.cell.pod.pod_id}/{bin_id}"  # the FC names the pod at the station
 
-    def _record_at(self, bin_id: str, x: float, y: float, w: float, h: float) -> StowRecord | None:
+    def _record_at(self, bin_id: str, x: float, y: float, w: float, h: float) -> KnownItem | None:
         best, best_area = None, 0.0
-        for r in self._records.by_bin.get(self._bin_key(bin_id), []):
+        for r in self._records.get(self._bin_key(bin_id), []):
             ix = min(x + w, r.x_mm + r.width_mm) - max(x, r.x_mm)
             iy = min(y + h, r.y_mm + r.height_mm) - max(y, r.y_mm)
             area = max(0.0, ix) * max(0.0, iy)
@@ -198,8 +180,8 @@ class LearnedPerception(WorldPerception):
         share = float((seg.classes[look] == ITEM).mean()) if n else 0.0
         ok = n > 0 and share >= VERIFY_FRACTION
         if ok:
-            self._records.by_bin.setdefault(self._bin_key(b.bin_id), []).append(StowRecord(
-                int(item.item_id), option.x_mm, option.y_mm, w, h, item.depth_mm, item.mass_kg))
+            self._records.setdefault(self._bin_key(b.bin_id), []).append(KnownItem(
+                int(item.item_id), option.x_mm, option.y_mm, w, h, item.depth_mm, item.mass_kg, 1.0))
         return Verification(ok=ok, detail=f"{share:.0%} of {n} pixels where item {item.item_id} was put in "
                                           f"{option.bin_id} are item")
 
