@@ -3,13 +3,16 @@
 `LearnedPerception` plans like `WorldPerception` (the same placement, sweep and suction planners, the same
 primitives), but everything it knows of a bin's contents comes from a frame (depth and colour, no labels):
 
-- stow: the stow segmenter classes every pixel; the band's pixels are taken out of the depth (they hide what is
-  behind), the front-face map is built from the rest and the cells the band hid take the least free depth of their
-  observed neighbours (`perception.occupancy.fill_unobserved`). Sweeps plan on that map and on the items the
-  segmenter separates, rigid, with the mass of the cell's own stow record where a segment is an item it stowed
-  (otherwise 600 kg/m3: conservative). A plan captures every bin once (nothing is cached on the world's change
-  counter).
-- verify: the stowed item's face, projected where it was put, must be mostly item pixels in a new frame.
+- stow: the stow segmenter classes every pixel; the band's pixels (and a margin round them) are taken out of the
+  depth (they hide what is behind); item pixels without a return (dark products) take their instance's near depth,
+  else that of the returns just under them, what carries the item (`perception.unreturned`); the front-face map is
+  built from that and the cells the band hid take the least free depth of their observed neighbours
+  (`perception.occupancy.fill_unobserved`). Sweeps plan on that map and on the items the segmenter separates,
+  rigid, with the mass of the cell's own stow record where a segment is an item it stowed (otherwise 600 kg/m3:
+  conservative). A plan captures every bin once (nothing is cached on the world's change counter).
+- verify: a new frame of the bin, compared with the plan's: the item's face must be mostly new item pixels (item
+  now and not before, or nearer than before) at the planned height or lower (an item settles onto what truly
+  supports it), with its front where the belts stopped it (the back wall, or the nearest surface behind it).
 - pick: `planning.pick_decision`: the pick model's segments and statuses, the embedding matched against the order's
   reference images (the FC's catalogue), `not_recognised` below the match threshold, suction candidates on the
   matched segment. The first plan of an order uses the frame its eligibility was checked on (the cell has not
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from scipy import ndimage
 
 from drivers.camera import DepthFrame
 from drivers.sim.cell import SimCell
@@ -30,6 +34,7 @@ from drivers.sim.world import Bin
 from perception.cloud import depth_to_points
 from perception.learned.segmenter import ITEM, StowSegmentation, StowSegmenter
 from perception.occupancy import FrontFaceMap, fill_unobserved, front_face_map
+from perception.unreturned import fill_from_below, fill_from_instances
 from planning.bins import BinState
 from planning.pick_decision import NOT_RECOGNISED, Identification, PickModels, identify, plan_candidates
 from planning.sweep import KnownItem
@@ -48,8 +53,11 @@ from .sim_frames import SimBinCamera, SimReferences
 from .sim_perception import SimCameraConfig, WorldPerception
 
 UNKNOWN_DENSITY_KG_M3 = 600.0  # an item the cell did not stow: heavier than most, for the sweep's force
-VERIFY_FRACTION = 0.5  # of the placed face's pixels (band excluded) that must be item pixels
+VERIFY_FRACTION = 0.5  # of the placed face's pixels (band excluded) that must be new item pixels
+VERIFY_STEP_MM = 5.0  # verify looks for the item at the planned height and every this lower
+NEW_SURFACE_M = 0.02  # an item pixel is new where no item was, or where it is this much nearer than before
 MIN_SEGMENT_POINTS = 20
+BAND_MARGIN_PX = 2  # the band's edges, which the segmenter may miss, come out of the depth too
 
 
 class BinCamera(Protocol):
@@ -72,10 +80,11 @@ class LearnedModels:
     pick: PickModels
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _StowView:
     frame: DepthFrame
     seg: StowSegmentation
+    face: FrontFaceMap | None = None  # made on first use
 
 
 class LearnedPerception(WorldPerception):
@@ -96,6 +105,7 @@ class LearnedPerception(WorldPerception):
         self._planning = False
         self._checked: tuple[str, tuple[DepthFrame, Identification]] | None = None
         self._views: dict[str, _StowView] = {}
+        self._before: dict[str, _StowView] = {}  # each bin's view at the last stow plan, for verify
 
     # ------------------------------------------------------------------ frames
     def _frame(self, b: Bin) -> tuple[DepthFrame, np.ndarray]:
@@ -111,14 +121,22 @@ class LearnedPerception(WorldPerception):
             frame, rgb = self._frame(b)
             view = _StowView(frame, self.models.segmenter.segment(rgb, frame.depth))
             if self._planning:
-                self._views[b.bin_id] = view
+                self._views[b.bin_id] = self._before[b.bin_id] = view
         return view
 
     def _face_map(self, b: Bin) -> FrontFaceMap:
+        """The bin's front-face map from its view: the band (and a margin round it) out of the depth, item holes
+        given their instance's depth or that of what carries them, the cells the band hid filled."""
         view = self._stow_view(b)
-        depth = np.where(view.seg.band_mask, np.nan, view.frame.depth).astype(np.float32)
-        fmap = front_face_map(depth_to_points(depth, self.k), self._geometry(b), resolution=self.camera.cell_m)
-        return fill_unobserved(fmap)
+        if view.face is None:
+            seg, geo = view.seg, self._geometry(b)
+            band = ndimage.binary_dilation(seg.band_mask, iterations=BAND_MARGIN_PX)
+            measured = np.where(band, np.nan, view.frame.depth).astype(np.float32)
+            depth, holes = fill_from_instances(measured, seg.classes == ITEM, seg.instance)
+            depth, _ = fill_from_below(depth, holes)
+            points = depth_to_points(depth, self.k)
+            view.face = fill_unobserved(front_face_map(points, geo, resolution=self.camera.cell_m))
+        return view.face
 
     # ------------------------------------------------------------------ stow
     def stow_plan(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
@@ -170,20 +188,50 @@ class LearnedPerception(WorldPerception):
         return best
 
     def verify(self, item: ItemArrival, option: StowOption) -> Verification:
+        """The item is where it was put, or lower: it settles onto what supports it when the cell saw the space
+        below as occupied. Each height from the planned one down to the floor is tried; the face there must be
+        mostly new item pixels (item now, and not an item at that depth in the plan's frame)."""
         b = self.cell.pod.bin(option.bin_id)
         w, h = (item.height_mm, item.width_mm) if option.rotated else (item.width_mm, item.height_mm)
         frame, rgb = self._frame(b)
         seg = self.models.segmenter.segment(rgb, frame.depth)
-        face = self._face_pixels(b, option.x_mm, option.y_mm, w, h, max(0.0, b.depth_mm - item.depth_mm))
-        look = face & ~seg.band_mask
-        n = int(look.sum())
-        share = float((seg.classes[look] == ITEM).mean()) if n else 0.0
+        new = seg.classes == ITEM
+        before = self._before.get(b.bin_id)
+        if before is not None:
+            d0, d1 = before.frame.depth, frame.depth
+            with np.errstate(invalid="ignore"):
+                changed = (d0 - d1 > NEW_SURFACE_M) | (np.isfinite(d0) & ~np.isfinite(d1))
+            new = (new & (before.seg.classes != ITEM)) | changed
+        best = (0.0, 0, option.y_mm)
+        for y in np.arange(option.y_mm, -1e-6, -VERIFY_STEP_MM):
+            for z in self._stop_depths(b, option.x_mm, float(y), w, h, item.depth_mm):
+                look = self._face_pixels(b, option.x_mm, float(y), w, h, z) & ~seg.band_mask
+                n = int(look.sum())
+                share = float(new[look].mean()) if n else 0.0
+                if share > best[0]:
+                    best = (share, n, float(y))
+        share, n, y = best
         ok = n > 0 and share >= VERIFY_FRACTION
         if ok:
             self._records.setdefault(self._bin_key(b.bin_id), []).append(KnownItem(
-                int(item.item_id), option.x_mm, option.y_mm, w, h, item.depth_mm, item.mass_kg, 1.0))
-        return Verification(ok=ok, detail=f"{share:.0%} of {n} pixels where item {item.item_id} was put in "
-                                          f"{option.bin_id} are item")
+                int(item.item_id), option.x_mm, y, w, h, item.depth_mm, item.mass_kg, 1.0))
+        where = f"{option.bin_id} at y={y:.0f} mm" + (f" (put at {option.y_mm:.0f})" if y != option.y_mm else "")
+        return Verification(ok=ok, detail=f"{share:.0%} of {n} pixels where item {item.item_id} lies in {where} "
+                                          f"are new item pixels")
+
+    def _stop_depths(self, b: Bin, x: float, y: float, w: float, h: float, depth_mm: float) -> set[float]:
+        """Where the belts may have stopped the item's front face (bin z, mm): at the back wall, or where it met
+        the nearest surface behind its footprint in the plan's front-face map."""
+        out = {max(0.0, b.depth_mm - depth_mm)}
+        before = self._before.get(b.bin_id)
+        if before is not None and before.face is not None:
+            cell = self.camera.cell_m * 1e3
+            r0, c0 = int(y // cell), int(x // cell)
+            r1, c1 = int(np.ceil((y + h) / cell)), int(np.ceil((x + w) / cell))
+            fd = before.face.free_depth[r0:r1, c0:c1]
+            if fd.size:
+                out.add(max(0.0, float(fd.min()) * 1e3 - depth_mm))
+        return out
 
     def _face_pixels(self, b: Bin, x: float, y: float, w: float, h: float, z: float) -> np.ndarray:
         """Pixels of the middle 60 % of the rectangle (x, y, w, h) at depth z (bin frame, mm)."""

@@ -3,6 +3,7 @@
 - The runtime never sees labels: with the renderer's labels replaced by noise, `cellctl sim --perception learned`
   makes exactly the same decisions (and the oracle, which reads them, does not).
 - A look-alike planted beside the target: the cell picks the right one or refuses, never the other.
+- Stow from frames: a dark item (no depth returns) is not free space; verify finds an item that settled lower.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import cellctl.workcells.sim_perception as sim_perception
 from cellctl.commands.sim import SimOptions, run_sim
 from cellctl.workcells.learned_models import load_models
 from cellctl.workcells.learned_perception import LearnedModels, LearnedPerception
+from drivers.sim.appearance import product_look
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import profile
 from drivers.sim.world import Item, insert, item_under
-from statecharts.workcell import EligibilityClass, PickOrder, Primitive
+from statecharts.workcell import EligibilityClass, ItemArrival, Motion, PickOrder, Primitive, StowOption
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +96,40 @@ def test_a_look_alike_beside_the_target_is_never_picked_instead(models: LearnedM
                 assert under is not None and under.item_id == item_id, (product, twin, item_id, attach.params)
             right += 1
     assert right >= 3, f"only {right} of 12 orders picked ({refused} refused): the test shows nothing"
+
+
+def _dark_product() -> str:
+    """A product whose surface returns no depth at the bin's range (black plastic: IR albedo < 0.01)."""
+    return next(p for p in (f"DARK-{n}" for n in range(1000)) if product_look(p).ir_albedo < 0.01)
+
+
+def test_a_dark_item_without_depth_returns_is_not_free_space(models: LearnedModels) -> None:
+    cell = SimCell(31, profile("none"))
+    b = cell.pod.bins[0]
+    b.items = []
+    size = (150.0, 110.0, 120.0)
+    insert(b, Item(9101, _dark_product(), size, 0.4), (100.0, 0.0, b.depth_mm - size[2]))
+    perception = LearnedPerception(cell, models)
+    frame = perception.eoat.capture(b)
+    face = perception._face_pixels(b, 100.0, 0.0, size[0], size[1], b.depth_mm - size[2])
+    assert np.isnan(frame.depth[face]).mean() > 0.9  # the camera gets (almost) nothing back from it
+    fmap = perception._face_map(b)
+    cell_mm = perception.camera.cell_m * 1e3
+    inner = fmap.free_depth[1:int(size[1] // cell_mm) - 1, int(100 // cell_mm) + 1:int(250 // cell_mm) - 1] * 1e3
+    assert inner.max() <= b.depth_mm - size[2] + 5.0, "the item's face reads as free space"
+
+
+def test_verify_finds_an_item_that_settled_below_where_it_was_put(models: LearnedModels) -> None:
+    cell = SimCell(32, profile("none"))
+    b = cell.pod.bins[0]
+    b.items = []
+    perception = LearnedPerception(cell, models)
+    arrival = ItemArrival(item_id="9201", width_mm=120.0, height_mm=80.0, depth_mm=150.0, mass_kg=0.3)
+    perception.stow_plan(arrival)  # the plan's frames: verify compares with them
+    option = StowOption(bin_id=b.bin_id, placement_index=0, x_mm=60.0, y_mm=60.0,
+                        steps=(Motion(primitive=Primitive.RETRACT, params={"bin": 0.0}, timeout_s=1.0),))
+    assert not perception.verify(arrival, option).ok  # nothing was put there
+    placed = insert(b, Item(9201, "P-VERIFY", (120.0, 80.0, 150.0), 0.3), (60.0, 60.0, b.depth_mm - 150.0))
+    assert placed.lo[1] == 0.0  # nothing held it up: it dropped to the floor
+    got = perception.verify(arrival, option)
+    assert got.ok and "put at 60" in got.detail, got.detail
