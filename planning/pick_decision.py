@@ -13,7 +13,6 @@ while it is held.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,36 +119,27 @@ def median_within(depth: np.ndarray, mask: np.ndarray, size: int = MEDIAN_PX) ->
     """`depth` with each pixel of `mask` replaced by the median of the valid `mask` pixels in the size x size window
     about it (NaN where there are none): a structured-light sensor's noise (several mm at half a metre) would
     otherwise break a flat face into patches too small for the cup. Pixels off the mask are left as they are."""
-    out = depth.copy()
-    _median_into(out, depth, mask, size)
-    return out
+    return np.where(mask, median_by_label(depth, mask.astype(np.int8), size), depth).astype(depth.dtype, copy=False)
 
 
 def median_by_label(depth: np.ndarray, labels: np.ndarray, size: int = MEDIAN_PX) -> np.ndarray:
     """`median_within` for every label of `labels` (0, the unsegmented rest, too), each on its own pixels only: no
-    edge between two segments is blurred."""
-    out = depth.copy()
-    for label in np.unique(labels):
-        _median_into(out, depth, labels == label, size)
-    return out
-
-
-def _median_into(out: np.ndarray, depth: np.ndarray, mask: np.ndarray, size: int) -> None:
-    v, u = np.nonzero(mask)
-    if v.size == 0:
-        return
+    edge between two segments is blurred. One pass over the frame: the size x size neighbours of every pixel,
+    those of another label (or without a return) as NaN, sorted (NaN last); the median is the middle of the valid."""
     r = size // 2
-    v0, v1, u0, u1 = max(0, v.min() - r), min(depth.shape[0], v.max() + r + 1), max(0, u.min() - r), \
-        min(depth.shape[1], u.max() + r + 1)
-    sub = np.where(mask[v0:v1, u0:u1], depth[v0:v1, u0:u1], np.nan).astype(np.float32)
-    padded = np.pad(sub, r, constant_values=np.nan)
-    h, w = sub.shape
-    stack = np.stack([padded[dv:dv + h, du:du + w] for dv in range(size) for du in range(size)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
-        med = np.nanmedian(stack, axis=0)
-    inside = mask[v0:v1, u0:u1]
-    out[v0:v1, u0:u1][inside] = med[inside]
+    h, w = depth.shape
+    d = np.pad(depth.astype(np.float32), r, constant_values=np.nan)
+    lab = np.pad(labels.astype(np.int64), r, constant_values=-1)  # the padding matches no label
+    stack = np.empty((size * size, h, w), dtype=np.float32)
+    for i, (dv, du) in enumerate((dv, du) for dv in range(size) for du in range(size)):
+        stack[i] = np.where(lab[dv:dv + h, du:du + w] == labels, d[dv:dv + h, du:du + w], np.nan)
+    n = np.count_nonzero(~np.isnan(stack), axis=0)
+    stack.sort(axis=0)
+    lo = np.take_along_axis(stack, np.maximum((n - 1) // 2, 0)[None], 0)[0]
+    hi = np.take_along_axis(stack, (n // 2)[None], 0)[0]
+    out = (lo + hi) * np.float32(0.5)
+    out[n == 0] = np.nan
+    return out.astype(depth.dtype, copy=False)
 
 
 def _target_segment(mask: np.ndarray, smooth: np.ndarray, intrinsics: object) -> Segment | None:

@@ -125,13 +125,15 @@ def crop_tensor(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     No mask: the whole image, squared about its centre (a reference image of the product alone).
     """
     c = check_rgb(rgb)
-    x = normalise_rgb(c)
+    h, w = c.shape[:2]
     if mask is None:
-        h, w = c.shape[:2]
         side = float(max(h, w))
-        box = ((h - side) / 2, (w - side) / 2, (h + side) / 2, (w + side) / 2)
-    else:
-        m = check_mask(mask, c.shape[:2])
-        x = x * m
-        box = crop_box(m)
-    return resize_bilinear(x, CROP, CROP, box)
+        return resize_bilinear(normalise_rgb(c), CROP, CROP, ((h - side) / 2, (w - side) / 2, (h + side) / 2,
+                                                             (w + side) / 2))
+    m = check_mask(mask, (h, w))
+    y0, x0, y1, x1 = crop_box(m)
+    # Only the window the samples can reach: the box within the image, one pixel round it (off the mask: 0).
+    wy0, wx0 = max(0, int(np.floor(y0)) - 1), max(0, int(np.floor(x0)) - 1)
+    wy1, wx1 = min(h, int(np.ceil(y1)) + 1), min(w, int(np.ceil(x1)) + 1)
+    x = normalise_rgb(c[wy0:wy1, wx0:wx1]) * m[wy0:wy1, wx0:wx1]
+    return resize_bilinear(x, CROP, CROP, (y0 - wy0, x0 - wx0, y1 - wy0, x1 - wx0))
