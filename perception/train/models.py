@@ -2,6 +2,8 @@
 
 Needs the `train` extra (PyTorch); nothing at run time imports this module.
 
+- `CenterSegNet` (shipped): the same encoder-decoder with coordinate channels and per-cell heads (centre heat map,
+  offset to the instance centre, foreground, status or class), grouped into the contract's queries inside the graph.
 - `SegNet`: a conv encoder (to 1/16 of the input) and a decoder with skips to the mask grid (1/2: 72 x 96) giving
   per-pixel features; a semantic head (stow segmenter only); QUERIES learned queries that attend to the
   bottleneck (one cross-attention decoder layer) and give each an object/no-object logit pair, a mask embedding whose
@@ -16,6 +18,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from torch import Tensor, nn
@@ -27,6 +30,8 @@ from ..learned.contracts import (
     EMBED_DIM,
     INPUT_H,
     INPUT_W,
+    MASK_H,
+    MASK_W,
     QUERIES,
     STATUS_CLASSES,
     STOW_CLASSES,
@@ -104,6 +109,95 @@ class SegNet(nn.Module):
         return logits, masks, self.status_head(q)
 
 
+CENTER_THRESHOLDS = (0.1, 0.15, 0.2, 0.3)  # train_seg picks the exported one on validation views
+ASSIGN_THRESHOLD = 0.1  # pixels are grouped among the peaks at or above this
+PEAK_WINDOW = 5  # a peak is the maximum of its PEAK_WINDOW x PEAK_WINDOW cells
+
+
+def _head(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cin, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, 1))
+
+
+class CenterSegNet(nn.Module):
+    """The stow segmenter or the pick model as centre points and offsets (Panoptic-DeepLab's grouping), exported
+    in the contract's query form; input [B, 4, 144, 192].
+
+    Per mask-grid cell: a centre heat map, an offset to the cell's instance centre (in cells), a foreground logit
+    (an instance's pixel: items, and for the pick model the band too), and per-cell status logits (pick) or class
+    logits (segmenter). `heads` gives them for training; `forward` turns them into queries: the QUERIES highest
+    heat-map peaks, each cell grouped with the peak nearest its voted centre, a query's mask logit the cell's
+    foreground logit where it owns the cell (else -20), its object logit logit(peak) - logit(CENTER_THRESHOLD),
+    its status the mean status logits over its cells.
+    """
+
+    grid_y: Tensor  # buffers: each mask-grid cell's row and column
+    grid_x: Tensor
+
+    def __init__(self, kind: Kind, width: int = 16, pixel_dim: int = 32, center_threshold: float = 0.2) -> None:
+        super().__init__()
+        self.center_threshold = center_threshold
+        if kind not in ("segmenter", "pick"):
+            raise ValueError(f"CenterSegNet is a segmenter or a pick model, not {kind!r}")
+        self.kind = kind
+        w = width
+        self.enc1, self.enc2 = _block(6, w, 2), _block(w, 2 * w, 2)  # input + x, y: 72x96, 36x48
+        self.enc3, self.enc4 = _block(2 * w, 3 * w, 2), _block(3 * w, 4 * w, 2)  # 18x24, 9x12
+        self.enc5 = _block(4 * w, 4 * w, 1)  # more reach at the bottleneck: offsets span whole items
+        self.dec3 = _block(4 * w + 3 * w, 2 * w, 1)
+        self.dec2 = _block(2 * w + 2 * w, 2 * w, 1)
+        self.dec1 = _block(2 * w + w + 2, pixel_dim, 1)
+        self.heat, self.offset, self.fg = _head(pixel_dim, 1), _head(pixel_dim, 2), _head(pixel_dim, 1)
+        classes = len(STOW_CLASSES) if kind == "segmenter" else len(STATUS_CLASSES)
+        self.cls = _head(pixel_dim, classes)
+        nn.init.constant_(self.heat[-1].bias, -2.19)  # type: ignore[arg-type]  # CenterNet's prior: p = 0.1 at the start
+        ys, xs = torch.meshgrid(torch.arange(MASK_H, dtype=torch.float32), torch.arange(MASK_W, dtype=torch.float32),
+                                indexing="ij")
+        self.register_buffer("grid_y", ys, persistent=False)
+        self.register_buffer("grid_x", xs, persistent=False)
+
+    @staticmethod
+    def _coords(x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        ys = torch.linspace(-1.0, 1.0, h).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1.0, 1.0, w).view(1, 1, 1, w).expand(b, 1, h, w)
+        return torch.cat([x, ys, xs], 1)
+
+    def heads(self, image: Tensor) -> dict[str, Tensor]:
+        e1 = self.enc1(self._coords(image))
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        e4 = self.enc5(self.enc4(e3))
+        d3 = self.dec3(torch.cat([F.interpolate(e4, size=e3.shape[-2:], mode="bilinear"), e3], 1))
+        d2 = self.dec2(torch.cat([F.interpolate(d3, size=e2.shape[-2:], mode="bilinear"), e2], 1))
+        pixels = self.dec1(self._coords(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="bilinear"), e1], 1)))
+        return {"heat": self.heat(pixels)[:, 0], "offset": self.offset(pixels), "fg": self.fg(pixels)[:, 0],
+                "cls": self.cls(pixels)}
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h = self.heads(image)
+        heat = torch.sigmoid(h["heat"])[:, None]
+        peaks = torch.where(heat == F.max_pool2d(heat, PEAK_WINDOW, 1, PEAK_WINDOW // 2), heat, torch.zeros_like(heat))
+        score, idx = peaks.flatten(1).topk(QUERIES, dim=1)  # [B, Q]
+        cy = torch.div(idx, MASK_W, rounding_mode="floor").to(torch.float32)
+        cx = (idx - torch.div(idx, MASK_W, rounding_mode="floor") * MASK_W).to(torch.float32)
+        vy = self.grid_y + h["offset"][:, 0]  # [B, H, W]: each cell's voted centre
+        vx = self.grid_x + h["offset"][:, 1]
+        dist = (vy[:, None] - cy[:, :, None, None]) ** 2 + (vx[:, None] - cx[:, :, None, None]) ** 2
+        dist = dist + (score < ASSIGN_THRESHOLD).to(torch.float32)[:, :, None, None] * 1e6
+        owner = dist.argmin(dim=1, keepdim=True)  # [B, 1, H, W]
+        own = owner == torch.arange(QUERIES).view(1, QUERIES, 1, 1)
+        fg = h["fg"][:, None]
+        masks = torch.where(own, fg.expand_as(dist), torch.full_like(dist, -20.0))
+        s = score.clamp(1e-6, 1 - 1e-6)
+        obj = torch.log(s / (1 - s)) - float(np.log(self.center_threshold / (1 - self.center_threshold)))
+        logits = torch.stack([obj, torch.zeros_like(obj)], -1)
+        if self.kind == "segmenter":
+            return h["cls"], logits, masks
+        cells = (own & (fg > 0)).to(torch.float32)
+        status = torch.einsum("bqhw,bchw->bqc", cells, h["cls"]) / (cells.sum((2, 3))[..., None] + 1e-6)
+        return logits, masks, status
+
+
 class EmbedNet(nn.Module):
     """The product embedding: [N, 3, 64, 64] crops -> [N, EMBED_DIM] unit vectors."""
 
@@ -147,4 +241,4 @@ def metadata(seed: int, data_size: int, metrics: Mapping[str, float], **extra: s
     return {"training_seed": str(seed), "data_size": str(data_size), "metrics": json.dumps(dict(metrics)), **extra}
 
 
-__all__ = ["CROP", "OPSET", "EmbedNet", "SegNet", "export", "metadata"]
+__all__ = ["CENTER_THRESHOLDS", "CROP", "OPSET", "CenterSegNet", "EmbedNet", "SegNet", "export", "metadata"]

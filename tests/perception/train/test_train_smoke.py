@@ -30,10 +30,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     return dataset.load_split([dataset.write_shard(path, [dataset.make_view(s) for s in SEEDS])])
 
 
+@pytest.mark.parametrize("arch", ["center", "query"])
 @pytest.mark.parametrize("kind", ["segmenter", "pick"])
-def test_segmentation_trains_exports_and_fits_its_contract(kind: str, data: dict[str, np.ndarray],
+def test_segmentation_trains_exports_and_fits_its_contract(kind: str, arch: str, data: dict[str, np.ndarray],
                                                            tmp_path: Path) -> None:
-    net = train_seg.train(kind, data, seed=0, iterations=2, batch_size=2, width=8, log_every=0)
+    net = train_seg.train(kind, data, seed=0, iterations=2, batch_size=2, width=8, log_every=0, arch=arch)
     path = export(net, kind, tmp_path / f"{kind}.onnx", metadata(0, len(SEEDS), {}))
     metrics = evaluate_segmentation(path, kind, data)
     assert set(metrics) == ({"miou", "instance_recall_50"} if kind == "segmenter"
@@ -72,3 +73,14 @@ def test_training_is_deterministic_by_seed(data: dict[str, np.ndarray]) -> None:
     b = train_embedding.train(data, seed=3, iterations=2, batch_size=8, width=8, log_every=0)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
+
+
+def test_centre_targets_put_a_peak_on_each_centroid_and_point_the_offsets_at_it() -> None:
+    masks = torch.zeros((3, MASK_H, MASK_W), dtype=torch.bool)
+    masks[0, 10:20, 10:30] = True  # centroid (14.5, 19.5) -> cell (14, 20) after rounding half to even
+    masks[1, 40:60, 50:70] = True  # centroid (49.5, 59.5) -> (50, 60)
+    heat, offset, fg, owner = train_seg.center_targets(masks, torch.tensor([0, 1]))  # query 2 is padding
+    assert heat[14, 20] == 1.0 and heat[50, 60] == 1.0 and int((heat == 1.0).sum()) == 2
+    assert fg.sum() == 200 + 400 and owner[15, 15] == 0 and owner[45, 55] == 1 and owner[0, 0] == -1
+    assert offset[:, 10, 10].tolist() == [4.0, 10.0] and offset[:, 59, 69].tolist() == [-9.0, -9.0]
+    assert offset[:, 0, 0].tolist() == [0.0, 0.0]
