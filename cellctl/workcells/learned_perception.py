@@ -190,7 +190,8 @@ class LearnedPerception(WorldPerception):
     def verify(self, item: ItemArrival, option: StowOption) -> Verification:
         """The item is where it was put, or lower: it settles onto what supports it when the cell saw the space
         below as occupied. Each height from the planned one down to the floor is tried; the face there must be
-        mostly new item pixels (item now, and not an item at that depth in the plan's frame)."""
+        mostly new pixels against the plan's frame: an item pixel where there was none, or any pixel whose surface
+        came NEW_SURFACE_M nearer or lost its return."""
         b = self.cell.pod.bin(option.bin_id)
         w, h = (item.height_mm, item.width_mm) if option.rotated else (item.width_mm, item.height_mm)
         frame, rgb = self._frame(b)
@@ -219,7 +220,7 @@ class LearnedPerception(WorldPerception):
         return Verification(ok=ok, detail=f"{share:.0%} of {n} pixels where item {item.item_id} lies in {where} "
                                           f"are new item pixels")
 
-    def _stop_depths(self, b: Bin, x: float, y: float, w: float, h: float, depth_mm: float) -> set[float]:
+    def _stop_depths(self, b: Bin, x: float, y: float, w: float, h: float, depth_mm: float) -> list[float]:
         """Where the belts may have stopped the item's front face (bin z, mm): at the back wall, or where it met
         the nearest surface behind its footprint in the plan's front-face map."""
         out = {max(0.0, b.depth_mm - depth_mm)}
@@ -231,7 +232,7 @@ class LearnedPerception(WorldPerception):
             fd = before.face.free_depth[r0:r1, c0:c1]
             if fd.size:
                 out.add(max(0.0, float(fd.min()) * 1e3 - depth_mm))
-        return out
+        return sorted(out)
 
     def _face_pixels(self, b: Bin, x: float, y: float, w: float, h: float, z: float) -> np.ndarray:
         """Pixels of the middle 60 % of the rectangle (x, y, w, h) at depth z (bin frame, mm)."""
