@@ -35,8 +35,8 @@ bench: $(STAMP)
 # The learned perception models (docs/models.md, "Training") from their fixed seeds, into models/ with a
 # <model>.report.json of held-out metrics beside each. Installs the `train` extra (CPU PyTorch). One thread per
 # model (the shipped models were trained so: the same seed and thread count give the same weights); the two
-# segmenters train side by side, then the embedding. On 2 cores about an hour in all: data about 20 min (cached
-# under build/train-data), the segmenters about 40 min together, the embedding about 25 min.
+# segmenters train side by side, then the embedding. On 2 cores about an hour and a half: data about 20 min (cached
+# under build/train-data), the segmenters about 55 min together, the embedding about 25 min.
 MODEL_SEED ?= 1
 TRAIN := $(BIN)/python -m perception.train
 models: $(STAMP)
