@@ -236,14 +236,14 @@ def build_split(out_dir: str | Path, split: Split, n: int, *, shard_size: int = 
 CACHE_PREFIX: dict[Part, str] = {"segmentation": "v", "embedding": "emb-v"}
 
 
-def cached_split(data_dir: Path, split: Split, n: int, part: Part) -> dict[str, np.ndarray]:
-    """The first `n` views of `split` (only `part`), generated once into `data_dir` and read back afterwards;
-    the file names carry DATA_VERSION, so a changed data set is generated again."""
-    stem = f"{CACHE_PREFIX[part]}{DATA_VERSION}-{split}-{n}"
+def cached_split(data_dir: Path, split: Split, n: int, part: Part, start: int = 0) -> dict[str, np.ndarray]:
+    """`n` views of `split` from the `start`-th (only `part`), generated once into `data_dir` and read back
+    afterwards; the file names carry DATA_VERSION, so a changed data set is generated again."""
+    stem = f"{CACHE_PREFIX[part]}{DATA_VERSION}-{split}-{n}" + (f"+{start}" if start else "")
     shards = sorted(data_dir.glob(f"{stem}-*.npz"))
     if not shards:
         tmp = data_dir / stem
-        for p in build_split(tmp, split, n, parts=(part,)):
+        for p in build_split(tmp, split, n, start=start, parts=(part,)):
             p.rename(data_dir / f"{stem}-{p.name}")
         tmp.rmdir()
         shards = sorted(data_dir.glob(f"{stem}-*.npz"))

@@ -173,14 +173,6 @@ AGREEMENT_NOTE = ("every visible item (>= 20 pixels) of these views; an item no 
 VALIDATION_VIEWS = 100  # train-range views after the training ones: the centre threshold is chosen on them
 
 
-def validation_split(data_dir: Path, train_views: int) -> dict[str, np.ndarray]:
-    seeds = dataset.split_seeds("train", VALIDATION_VIEWS, start=train_views)
-    stem = data_dir / f"val{dataset.DATA_VERSION}-{seeds[0]}-{VALIDATION_VIEWS}.npz"
-    if not stem.exists():
-        dataset.write_shard(stem, (dataset.make_view(s, embeddings=False) for s in seeds), ("segmentation",))
-    return dataset.read_shard(stem)
-
-
 def choose_center_threshold(net: CenterSegNet, kind: str, out: Path, data: Mapping[str, np.ndarray]) -> float:
     """The CENTER_THRESHOLDS value with the best instance recall on `data` (set on `net`; ties: the higher)."""
     best = (-1.0, CENTER_THRESHOLDS[-1])
@@ -208,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = metadata(a.seed, a.views, {}, data_seed=f"train views {dataset.split_seeds('train', 1)[0]}+{a.views}")
     extra: dict[str, object] = {"iterations": a.iterations, "width": a.width, "arch": a.arch}
     if isinstance(net, CenterSegNet):
-        extra["center_threshold"] = choose_center_threshold(net, a.kind, a.out, validation_split(a.data_dir, a.views))
+        extra["center_threshold"] = choose_center_threshold(net, a.kind, a.out, dataset.cached_split(
+            a.data_dir, "train", VALIDATION_VIEWS, "segmentation", start=a.views))
     export(net, a.kind, a.out, meta)
     heldout = dataset.cached_split(a.data_dir, "heldout", a.heldout, "segmentation")
     metrics = evaluate_segmentation(a.out, a.kind, heldout)
