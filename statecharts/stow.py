@@ -75,10 +75,10 @@ def stow_failure(step: Step) -> Failure:
         return Failure(None, reason)
     if outcome is MotionOutcome.SUCTION_LOST:
         return Failure(FailureKind.SUCTION_LOST, reason)
+    if outcome is MotionOutcome.FORCE_LIMIT:  # an eject too: the item met something, the belts are not at fault
+        return Failure(FailureKind.CONTACT_FORCE, reason)
     if prim is Primitive.EJECT_ITEM:
         return Failure(FailureKind.EJECT_FAILED, reason)
-    if outcome is MotionOutcome.FORCE_LIMIT:
-        return Failure(FailureKind.CONTACT_FORCE, reason)
     return Failure(FailureKind.ITEM_SLIPPED, reason)  # scene changed / vacuum trouble: re-seat and retry
 
 

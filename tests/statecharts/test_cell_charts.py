@@ -549,7 +549,8 @@ def test_pick_failure_mapping(outcome: MotionOutcome, kind: FailureKind | None) 
     [
         (P.APPROACH, Out.FORCE_LIMIT, FailureKind.CONTACT_FORCE),
         (P.SWEEP, Out.FORCE_LIMIT, FailureKind.CONTACT_FORCE),
-        (P.EJECT_ITEM, Out.FORCE_LIMIT, FailureKind.EJECT_FAILED),
+        (P.EJECT_ITEM, Out.FORCE_LIMIT, FailureKind.CONTACT_FORCE),  # met an item: the next placement
+        (P.EJECT_ITEM, Out.SCENE_CHANGED, FailureKind.EJECT_FAILED),
         (P.EJECT_ITEM, Out.SUCTION_LOST, FailureKind.SUCTION_LOST),
         (P.APPROACH, Out.TIMEOUT, None),
         (P.RETRACT, Out.FORCE_LIMIT, None),
