@@ -32,6 +32,7 @@ from drivers.camera import DepthFrame
 from drivers.sim.cell import SimCell
 from drivers.sim.world import Bin
 from perception.cloud import depth_to_points
+from perception.contacts import Contact, ContactMemory
 from perception.learned.segmenter import ITEM, StowSegmentation, StowSegmenter
 from perception.occupancy import FrontFaceMap, fill_unobserved, front_face_map
 from perception.unreturned import fill_from_below, fill_from_instances
@@ -42,8 +43,12 @@ from statecharts.workcell import (
     Eligibility,
     EligibilityClass,
     ItemArrival,
+    Motion,
+    MotionOutcome,
+    MotionResult,
     PickOrder,
     PickPlan,
+    Primitive,
     StowOption,
     StowPlan,
     Verification,
@@ -55,9 +60,11 @@ from .sim_perception import SimCameraConfig, WorldPerception
 UNKNOWN_DENSITY_KG_M3 = 600.0  # an item the cell did not stow: heavier than most, for the sweep's force
 VERIFY_FRACTION = 0.5  # of the placed face's pixels (band excluded) that must be new item pixels
 VERIFY_STEP_MM = 5.0  # verify looks for the item at the planned height and every this lower
+VERIFY_DEPTH_STEP_MM = 10.0  # and for its front face at every this depth in front of the back wall
 NEW_SURFACE_M = 0.02  # an item pixel is new where no item was, or where it is this much nearer than before
 MIN_SEGMENT_POINTS = 20
 BAND_MARGIN_PX = 2  # the band's edges, which the segmenter may miss, come out of the depth too
+CONTACT_MARGIN_MM = 5.0  # a blocked eject leaves at most the item's depth less this free over its footprint
 
 
 class BinCamera(Protocol):
@@ -106,6 +113,8 @@ class LearnedPerception(WorldPerception):
         self._checked: tuple[str, tuple[DepthFrame, Identification]] | None = None
         self._views: dict[str, _StowView] = {}
         self._before: dict[str, _StowView] = {}  # each bin's view at the last stow plan, for verify
+        self.contacts = ContactMemory()  # blocked ejects: where the camera's view was too free
+        self._stowing: ItemArrival | None = None  # the item of the last stow plan (the one on the belts)
 
     # ------------------------------------------------------------------ frames
     def _frame(self, b: Bin) -> tuple[DepthFrame, np.ndarray]:
@@ -126,7 +135,8 @@ class LearnedPerception(WorldPerception):
 
     def _face_map(self, b: Bin) -> FrontFaceMap:
         """The bin's front-face map from its view: the band (and a margin round it) out of the depth, item holes
-        given their instance's depth or that of what carries them, the cells the band hid filled."""
+        given their instance's depth or that of what carries them, the cells the band hid filled, capped where an
+        eject met something (`perception.contacts`)."""
         view = self._stow_view(b)
         if view.face is None:
             seg, geo = view.seg, self._geometry(b)
@@ -135,12 +145,29 @@ class LearnedPerception(WorldPerception):
             depth, holes = fill_from_instances(measured, seg.classes == ITEM, seg.instance)
             depth, _ = fill_from_below(depth, holes)
             points = depth_to_points(depth, self.k)
-            view.face = fill_unobserved(front_face_map(points, geo, resolution=self.camera.cell_m))
+            face = fill_unobserved(front_face_map(points, geo, resolution=self.camera.cell_m))
+            view.face = self.contacts.cap(self._bin_key(b.bin_id), face)
         return view.face
+
+    def motion_result(self, motion: Motion, result: MotionResult) -> None:
+        """An eject the force reflex stopped leaves a contact (the item's footprint has less free depth than the
+        item is deep); a sweep or an extraction moves the bin's contents, and its contacts are forgotten."""
+        if "bin" not in motion.params:
+            return
+        b = self.cell.bin(motion.params["bin"])
+        key = self._bin_key(b.bin_id)
+        if motion.primitive in (Primitive.SWEEP, Primitive.EXTRACT) and result.outcome is not MotionOutcome.UNAVAILABLE:
+            self.contacts.forget(key)
+        item = self._stowing
+        if motion.primitive is Primitive.EJECT_ITEM and result.outcome is MotionOutcome.FORCE_LIMIT and item:
+            rotated = motion.params.get("rotated", 0.0) >= 0.5
+            w, h = (item.height_mm, item.width_mm) if rotated else (item.width_mm, item.height_mm)
+            self.contacts.record(key, Contact(motion.params["x"], motion.params["y"], w, h,
+                                              item.depth_mm - CONTACT_MARGIN_MM))
 
     # ------------------------------------------------------------------ stow
     def stow_plan(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
-        self._planning, self._views = True, {}
+        self._planning, self._views, self._stowing = True, {}, item
         try:
             return super().stow_plan(item, exclude_bins)
         finally:
@@ -149,9 +176,12 @@ class LearnedPerception(WorldPerception):
     def geometry_state(self, b: Bin, depth_mm: float) -> BinState:
         """The bin's state as the cell sees it: the front-face map of its frame (mm)."""
         fmap = self._face_map(b)
-        fd = fmap.free_depth.astype(np.float64) * 1e3
+        fd = np.minimum(fmap.free_depth.astype(np.float64) * 1e3, b.depth_mm)  # float32 m: 0.3 is 300.00001 mm
         return BinState(b.bin_id, fd < depth_mm, fd, self.camera.cell_m * 1e3, b.width_mm, b.height_mm,
                         b.depth_mm)
+
+    def placement_state(self, b: Bin, depth_mm: float) -> BinState:
+        return self.geometry_state(b, depth_mm)
 
     def known_items(self, b: Bin) -> list[KnownItem]:
         """The segmenter's items as boxes in the bin frame (their front faces; each reaching the back wall), with
@@ -203,12 +233,14 @@ class LearnedPerception(WorldPerception):
             with np.errstate(invalid="ignore"):
                 changed = (d0 - d1 > NEW_SURFACE_M) | (np.isfinite(d0) & ~np.isfinite(d1))
             new = (new & (before.seg.classes != ITEM)) | changed
+        looked = ~seg.band_mask
+        counts = _summed(new & looked), _summed(looked)
         best = (0.0, 0, option.y_mm)
         for y in np.arange(option.y_mm, -1e-6, -VERIFY_STEP_MM):
             for z in self._stop_depths(b, option.x_mm, float(y), w, h, item.depth_mm):
-                look = self._face_pixels(b, option.x_mm, float(y), w, h, z) & ~seg.band_mask
-                n = int(look.sum())
-                share = float(new[look].mean()) if n else 0.0
+                box = self._face_box(b, option.x_mm, float(y), w, h, z)
+                n = _box_sum(counts[1], box)
+                share = _box_sum(counts[0], box) / n if n else 0.0
                 if share > best[0]:
                     best = (share, n, float(y))
         share, n, y = best
@@ -221,9 +253,11 @@ class LearnedPerception(WorldPerception):
                                           f"are new item pixels")
 
     def _stop_depths(self, b: Bin, x: float, y: float, w: float, h: float, depth_mm: float) -> list[float]:
-        """Where the belts may have stopped the item's front face (bin z, mm): at the back wall, or where it met
-        the nearest surface behind its footprint in the plan's front-face map."""
-        out = {max(0.0, b.depth_mm - depth_mm)}
+        """Where the belts may have stopped the item's front face (bin z, mm): at the back wall, where it met the
+        nearest surface behind its footprint in the plan's front-face map, or anywhere in front of the back wall
+        (every VERIFY_DEPTH_STEP_MM): that map is wrong where the camera had no return (a dark item)."""
+        back = max(0.0, b.depth_mm - depth_mm)
+        out = {back, *np.arange(0.0, back, VERIFY_DEPTH_STEP_MM).tolist()}
         before = self._before.get(b.bin_id)
         if before is not None and before.face is not None:
             cell = self.camera.cell_m * 1e3
@@ -234,18 +268,17 @@ class LearnedPerception(WorldPerception):
                 out.add(max(0.0, float(fd.min()) * 1e3 - depth_mm))
         return sorted(out)
 
-    def _face_pixels(self, b: Bin, x: float, y: float, w: float, h: float, z: float) -> np.ndarray:
-        """Pixels of the middle 60 % of the rectangle (x, y, w, h) at depth z (bin frame, mm)."""
+    def _face_box(self, b: Bin, x: float, y: float, w: float, h: float, z: float) -> tuple[int, int, int, int]:
+        """Pixel rows r0:r1 and columns c0:c1 of the middle 60 % of the rectangle (x, y, w, h) at depth z (bin
+        frame, mm)."""
         mx, my = 0.2 * w, 0.2 * h
         corners = np.array([[x + mx, y + my, z], [x + w - mx, y + h - my, z]])
         uv = self.pose.project(b, corners, self.k)
         u0, u1 = sorted(float(v) for v in uv[:, 0])
         v0, v1 = sorted(float(v) for v in uv[:, 1])
-        mask = np.zeros((self.k.height, self.k.width), dtype=bool)
         c0, c1 = max(0, int(np.ceil(u0))), min(self.k.width, int(np.floor(u1)) + 1)
         r0, r1 = max(0, int(np.ceil(v0))), min(self.k.height, int(np.floor(v1)) + 1)
-        mask[r0:r1, c0:c1] = True
-        return mask
+        return r0, max(r0, r1), c0, max(c0, c1)
 
     # ------------------------------------------------------------------ pick
     def _references(self, product_id: str) -> np.ndarray | None:
@@ -295,3 +328,15 @@ class LearnedPerception(WorldPerception):
         if decision.candidates is None or not decision.candidates.ok:
             return PickPlan(reason=decision.reason)
         return self._pick_plan(order, b, decision.candidates)
+
+
+def _summed(mask: np.ndarray) -> np.ndarray:
+    """The summed-area table of `mask` (one row and column of zeros in front): any box's count in four reads."""
+    out = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
+    out[1:, 1:] = mask.cumsum(0).cumsum(1)
+    return out
+
+
+def _box_sum(table: np.ndarray, box: tuple[int, int, int, int]) -> int:
+    r0, r1, c0, c1 = box
+    return int(table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0])

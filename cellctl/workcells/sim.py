@@ -140,6 +140,7 @@ class SimWorkcell:
         result = MotionResult(outcome=outcome, elapsed_s=round(elapsed, 6), peak_force_n=round(peak, 3),
                               fault_code=ROBOT_FAULT_CODE if outcome is MotionOutcome.FAULT else 0,
                               detail="; ".join(x for x in (detail, effect) if x))
+        self.perception.motion_result(motion, result)
         return result
 
     def _play(self, motion: Motion, phys: Physics) -> tuple[float, MotionOutcome, str, float]:

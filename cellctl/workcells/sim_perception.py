@@ -34,6 +34,7 @@ from statecharts.workcell import (
     EligibilityClass,
     ItemArrival,
     Motion,
+    MotionResult,
     PickCandidate,
     PickOrder,
     PickPlan,
@@ -109,6 +110,9 @@ class WorldPerception:
         self._maps[b.bin_id] = (version, fmap)
         return fmap
 
+    def motion_result(self, motion: Motion, result: MotionResult) -> None:
+        """What a finished motion tells perception: nothing here (the world's boxes say it all)."""
+
     def stow_plan(self, item: ItemArrival, exclude_bins: tuple[str, ...] = ()) -> StowPlan:
         """Placements without a sweep first (up to 3 bins x 3 placements); sweeps when few bins have one."""
         dims = ItemDims(item.width_mm, item.height_mm, item.depth_mm)
@@ -116,9 +120,7 @@ class WorldPerception:
         for b in self.cell.pod.bins:
             if b.bin_id in exclude_bins:
                 continue
-            fmap = self._face_map(b)
-            states.append(BinState(b.bin_id, fmap.occupied(item.depth_mm / 1e3), fmap.free_depth * 1e3,
-                                   self.camera.cell_m * 1e3, b.width_mm, b.height_mm, b.depth_mm))
+            states.append(self.placement_state(b, item.depth_mm))
         if not states:
             plan = StowPlan(reason="every bin excluded")
             return plan
@@ -161,6 +163,12 @@ class WorldPerception:
         )
         return StowOption(bin_id=bin_id, placement_index=index, x_mm=round(x, 1), y_mm=round(y, 1), rotated=rot,
                           steps=steps)
+
+    def placement_state(self, b: Bin, depth_mm: float) -> BinState:
+        """The bin's state for the placement search: its front-face map (re-perceived when the bin changed)."""
+        fmap = self._face_map(b)
+        return BinState(b.bin_id, fmap.occupied(depth_mm / 1e3), fmap.free_depth * 1e3, self.camera.cell_m * 1e3,
+                        b.width_mm, b.height_mm, b.depth_mm)
 
     def _sweep_candidates(self, rejected: tuple[BinEvaluation, ...]) -> list[BinEvaluation]:
         """Bins whose free area would fit the item if it were in one piece: fragmented ones first."""

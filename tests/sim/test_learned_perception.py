@@ -16,12 +16,21 @@ import pytest
 import cellctl.workcells.sim_perception as sim_perception
 from cellctl.commands.sim import SimOptions, run_sim
 from cellctl.workcells.learned_models import load_models
-from cellctl.workcells.learned_perception import LearnedModels, LearnedPerception
+from cellctl.workcells.learned_perception import CONTACT_MARGIN_MM, LearnedModels, LearnedPerception
 from drivers.sim.appearance import product_look
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import profile
 from drivers.sim.world import Item, insert, item_under
-from statecharts.workcell import EligibilityClass, ItemArrival, Motion, PickOrder, Primitive, StowOption
+from statecharts.workcell import (
+    EligibilityClass,
+    ItemArrival,
+    Motion,
+    MotionOutcome,
+    MotionResult,
+    PickOrder,
+    Primitive,
+    StowOption,
+)
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +120,8 @@ def test_a_dark_item_without_depth_returns_is_not_free_space(models: LearnedMode
     insert(b, Item(9101, _dark_product(), size, 0.4), (100.0, 0.0, b.depth_mm - size[2]))
     perception = LearnedPerception(cell, models)
     frame = perception.eoat.capture(b)
-    face = perception._face_pixels(b, 100.0, 0.0, size[0], size[1], b.depth_mm - size[2])
-    assert np.isnan(frame.depth[face]).mean() > 0.9  # the camera gets (almost) nothing back from it
+    r0, r1, c0, c1 = perception._face_box(b, 100.0, 0.0, size[0], size[1], b.depth_mm - size[2])
+    assert np.isnan(frame.depth[r0:r1, c0:c1]).mean() > 0.9  # the camera gets (almost) nothing back from it
     fmap = perception._face_map(b)
     cell_mm = perception.camera.cell_m * 1e3
     inner = fmap.free_depth[1:int(size[1] // cell_mm) - 1, int(100 // cell_mm) + 1:int(250 // cell_mm) - 1] * 1e3
@@ -133,3 +142,40 @@ def test_verify_finds_an_item_that_settled_below_where_it_was_put(models: Learne
     assert placed.lo[1] == 0.0  # nothing held it up: it dropped to the floor
     got = perception.verify(arrival, option)
     assert got.ok and "put at 60" in got.detail, got.detail
+
+
+def test_a_blocked_eject_caps_the_bins_free_depth_until_the_cell_moves_its_contents(models: LearnedModels) -> None:
+    cell = SimCell(33, profile("none"))
+    b = cell.pod.bins[0]
+    b.items = []
+    perception = LearnedPerception(cell, models)
+    arrival = ItemArrival(item_id="9301", width_mm=100.0, height_mm=80.0, depth_mm=200.0, mass_kg=0.3)
+    others = tuple(o.bin_id for o in cell.pod.bins if o is not b)
+    assert perception.stow_plan(arrival, others).options  # the empty bin takes it
+    cell_mm = perception.camera.cell_m * 1e3
+    x, y = 60.0, 0.0
+    rows, cols = slice(0, int(80 // cell_mm)), slice(int(x // cell_mm), int((x + 100) // cell_mm))
+    assert perception._face_map(b).free_depth[rows, cols].min() * 1e3 > 250.0  # the camera sees it free
+    eject = Motion(primitive=Primitive.EJECT_ITEM, params={"bin": 0.0, "x": x, "y": y, "rotated": 0.0},
+                   timeout_s=6.0, force_limit_n=35.0)
+    perception.motion_result(eject, MotionResult(outcome=MotionOutcome.FORCE_LIMIT, elapsed_s=1.0))
+    perception.stow_plan(arrival)
+    capped = perception._face_map(b).free_depth[rows, cols] * 1e3
+    assert capped.max() == pytest.approx(200.0 - CONTACT_MARGIN_MM, abs=1e-3)  # less than the item needs
+    options = perception.stow_plan(arrival, others).options
+    assert options
+    for option in options:  # no plan puts it where it met something
+        assert option.x_mm >= x + 100.0 or option.x_mm + 100.0 <= x or option.y_mm >= 80.0, option
+    extract = Motion(primitive=Primitive.EXTRACT, params={"bin": 0.0, "x": 100.0, "y": 40.0}, timeout_s=6.0)
+    perception.motion_result(extract, MotionResult(outcome=MotionOutcome.DONE, elapsed_s=1.0))
+    perception.stow_plan(arrival)
+    assert perception._face_map(b).free_depth[rows, cols].min() * 1e3 > 250.0  # a pick may have freed it
+
+
+def test_an_empty_bins_state_for_the_sweep_planner_reaches_the_back_wall_exactly(models: LearnedModels) -> None:
+    cell = SimCell(34, profile("none"))
+    b = cell.pod.bins[0]
+    b.items = []
+    perception = LearnedPerception(cell, models)
+    state = perception.geometry_state(b, 100.0)  # the front-face map is float32 m: 0.3 m must not exceed 300 mm
+    assert state.free_depth_mm.max() == b.depth_mm
