@@ -144,15 +144,17 @@ def front_face_map(
 
 
 def fill_unobserved(fmap: FrontFaceMap, max_gap: int = 3) -> FrontFaceMap:
-    """Unobserved cells (a band in front, a missing return) take the least free depth of the nearest observed cell
-    in each of the four grid directions, within `max_gap` cells; farther from any, they stay at 0 (occupied).
+    """Unobserved cells (a band in front, a missing return) take the least free depth of the nearest observed cells
+    within `max_gap` cells: those above and below where there are both (a strip across the bin, as the band hides:
+    what it hides continues what shows above and below it, not what stands beside it in the strip's row), else
+    those in each of the four grid directions; farther from any, they stay at 0 (occupied).
 
     The taking of the least keeps it conservative: an occluded strip is no freer than what borders it.
     """
     if max_gap < 0:
         raise PerceptionError(f"max_gap must be >= 0, got {max_gap}")
     free, seen = fmap.free_depth.astype(np.float64), fmap.observed
-    fill = np.full(free.shape, np.inf)
+    nearest: list[np.ndarray] = []  # per direction (down, up, left, right): the nearest observed value, inf none
     for axis in (0, 1):
         for step in (1, -1):
             value, have = free.copy(), seen.copy()
@@ -163,8 +165,10 @@ def fill_unobserved(fmap: FrontFaceMap, max_gap: int = 3) -> FrontFaceMap:
                 shifted_h[tuple(edge)] = False  # no wrap-around across the bin
                 take = ~have & shifted_h
                 value[take], have = shifted_v[take], have | shifted_h
-            reach = have & ~seen
-            fill[reach] = np.minimum(fill[reach], value[reach])
+            nearest.append(np.where(have & ~seen, value, np.inf))
+    vertical = np.minimum(nearest[0], nearest[1])
+    both = np.isfinite(nearest[0]) & np.isfinite(nearest[1])
+    fill = np.where(both, vertical, np.minimum(vertical, np.minimum(nearest[2], nearest[3])))
     out = np.where(seen, free, 0.0)
     gap = ~seen & np.isfinite(fill)
     out[gap] = fill[gap]

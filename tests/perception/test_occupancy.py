@@ -215,3 +215,12 @@ def test_fill_unobserved_leaves_cells_far_from_any_observation_occupied():
     assert out[0, 4] == 0.0 and out[8, 8] == 0.0  # beyond: conservative, occupied
     with pytest.raises(PerceptionError, match="max_gap"):
         fill_unobserved(_map(free, seen), max_gap=-1)
+
+
+def test_fill_unobserved_fills_a_strip_from_above_and_below_not_from_its_side():
+    free = np.full((7, 7), 0.3)
+    free[:, 0] = 0.02  # an item at the front, left of the strip's visible end
+    seen = np.ones((7, 7), bool)
+    seen[2:5, 1:] = False  # the band's strip, the bin's contents above and below it seen
+    out = fill_unobserved(_map(free, seen)).free_depth
+    assert np.allclose(out[2:5, 1:], 0.3)  # the item beside the strip does not grow into it
