@@ -61,6 +61,7 @@ UNKNOWN_DENSITY_KG_M3 = 600.0  # an item the cell did not stow: heavier than mos
 VERIFY_FRACTION = 0.5  # of the placed face's pixels (band excluded) that must be new item pixels
 VERIFY_STEP_MM = 5.0  # verify looks for the item at the planned height and every this lower
 VERIFY_DEPTH_STEP_MM = 10.0  # and for its front face at every this depth in front of the back wall
+FACE_TOLERANCE_M = 0.02  # a pixel that gained a return is new where its depth is this near the face's
 NEW_SURFACE_M = 0.02  # an item pixel is new where no item was, or where it is this much nearer than before
 MIN_SEGMENT_POINTS = 20
 BAND_MARGIN_PX = 2  # the band's edges, which the segmenter may miss, come out of the depth too
@@ -219,28 +220,38 @@ class LearnedPerception(WorldPerception):
 
     def verify(self, item: ItemArrival, option: StowOption) -> Verification:
         """The item is where it was put, or lower: it settles onto what supports it when the cell saw the space
-        below as occupied. Each height from the planned one down to the floor is tried; the face there must be
-        mostly new pixels against the plan's frame: an item pixel where there was none, or any pixel whose surface
-        came NEW_SURFACE_M nearer or lost its return."""
+        below as occupied. Each height from the planned one down to the floor, and each depth its face may have
+        stopped at, is tried; the face there must be mostly new pixels against the plan's frame: an item pixel
+        where there was none, any pixel whose surface came NEW_SURFACE_M nearer or lost its return, or one that
+        gained a return at the face's depth (within FACE_TOLERANCE_M: an item in front of a dark one)."""
         b = self.cell.pod.bin(option.bin_id)
         w, h = (item.height_mm, item.width_mm) if option.rotated else (item.width_mm, item.height_mm)
         frame, rgb = self._frame(b)
         seg = self.models.segmenter.segment(rgb, frame.depth)
         new = seg.classes == ITEM
+        gained = np.zeros_like(new)
+        d1 = frame.depth
         before = self._before.get(b.bin_id)
         if before is not None:
-            d0, d1 = before.frame.depth, frame.depth
+            d0 = before.frame.depth
             with np.errstate(invalid="ignore"):
                 changed = (d0 - d1 > NEW_SURFACE_M) | (np.isfinite(d0) & ~np.isfinite(d1))
             new = (new & (before.seg.classes != ITEM)) | changed
+            gained = ~np.isfinite(d0) & np.isfinite(d1)
         looked = ~seg.band_mask
-        counts = _summed(new & looked), _summed(looked)
+        seen = _summed(looked)
+        opening_m = self._geometry(b).origin[2]
+        tables: dict[float, np.ndarray] = {}
         best = (0.0, 0, option.y_mm)
         for y in np.arange(option.y_mm, -1e-6, -VERIFY_STEP_MM):
             for z in self._stop_depths(b, option.x_mm, float(y), w, h, item.depth_mm):
+                if z not in tables:
+                    with np.errstate(invalid="ignore"):
+                        at_face = gained & (np.abs(d1 - (opening_m + z / 1e3)) < FACE_TOLERANCE_M)
+                    tables[z] = _summed((new | at_face) & looked)
                 box = self._face_box(b, option.x_mm, float(y), w, h, z)
-                n = _box_sum(counts[1], box)
-                share = _box_sum(counts[0], box) / n if n else 0.0
+                n = _box_sum(seen, box)
+                share = _box_sum(tables[z], box) / n if n else 0.0
                 if share > best[0]:
                     best = (share, n, float(y))
         share, n, y = best
