@@ -179,3 +179,20 @@ def test_an_empty_bins_state_for_the_sweep_planner_reaches_the_back_wall_exactly
     perception = LearnedPerception(cell, models)
     state = perception.geometry_state(b, 100.0)  # the front-face map is float32 m: 0.3 m must not exceed 300 mm
     assert state.free_depth_mm.max() == b.depth_mm
+
+
+def test_verify_finds_an_item_stowed_in_front_of_a_dark_one(models: LearnedModels) -> None:
+    cell = SimCell(35, profile("none"))
+    b = cell.pod.bins[0]
+    b.items = []
+    dark = (220.0, 160.0, 100.0)
+    insert(b, Item(9401, _dark_product(), dark, 0.4), (40.0, 0.0, b.depth_mm - dark[2]))
+    perception = LearnedPerception(cell, models)
+    arrival = ItemArrival(item_id="9402", width_mm=150.0, height_mm=100.0, depth_mm=120.0, mass_kg=0.3)
+    perception.stow_plan(arrival)  # the plan's frame: no return from the dark item
+    option = StowOption(bin_id=b.bin_id, placement_index=0, x_mm=75.0, y_mm=0.0,
+                        steps=(Motion(primitive=Primitive.RETRACT, params={"bin": 0.0}, timeout_s=1.0),))
+    assert not perception.verify(arrival, option).ok  # nothing there yet
+    insert(b, Item(9402, "P-FRONT", (150.0, 100.0, 120.0), 0.3), (75.0, 0.0, b.depth_mm - dark[2] - 120.0))
+    got = perception.verify(arrival, option)
+    assert got.ok, got.detail
