@@ -11,8 +11,9 @@ primitives), but everything it knows of a bin's contents comes from a frame (dep
   rigid, with the mass of the cell's own stow record where a segment is an item it stowed (otherwise 600 kg/m3:
   conservative). A plan captures every bin once (nothing is cached on the world's change counter).
 - verify: a new frame of the bin, compared with the plan's: the item's face must be mostly new item pixels (item
-  now and not before, or nearer than before) at the planned height or lower (an item settles onto what truly
-  supports it), with its front where the belts stopped it (the back wall, or the nearest surface behind it).
+  now and not before, nearer than before, a return lost or one gained at the face's depth) at the planned height
+  or lower (an item settles onto what truly supports it), with its front where the belts stopped it.
+- contacts: an eject the force reflex stopped caps that footprint's free depth until the bin's contents move.
 - pick: `planning.pick_decision`: the pick model's segments and statuses, the embedding matched against the order's
   reference images (the FC's catalogue), `not_recognised` below the match threshold, suction candidates on the
   matched segment. The first plan of an order uses the frame its eligibility was checked on (the cell has not
