@@ -20,7 +20,7 @@ from cellctl.workcells.learned_perception import CONTACT_MARGIN_MM, LearnedModel
 from drivers.sim.appearance import product_look
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import profile
-from drivers.sim.world import Item, insert, item_under
+from drivers.sim.world import Bin, Item, insert, item_under
 from statecharts.workcell import (
     EligibilityClass,
     ItemArrival,
@@ -107,15 +107,20 @@ def test_a_look_alike_beside_the_target_is_never_picked_instead(models: LearnedM
     assert right >= 3, f"only {right} of 12 orders picked ({refused} refused): the test shows nothing"
 
 
+def _empty_first_bin(seed: int) -> tuple[SimCell, Bin]:
+    cell = SimCell(seed, profile("none"))
+    b = cell.pod.bins[0]
+    b.items = []
+    return cell, b
+
+
 def _dark_product() -> str:
     """A product whose surface returns no depth at the bin's range (black plastic: IR albedo < 0.01)."""
     return next(p for p in (f"DARK-{n}" for n in range(1000)) if product_look(p).ir_albedo < 0.01)
 
 
 def test_a_dark_item_without_depth_returns_is_not_free_space(models: LearnedModels) -> None:
-    cell = SimCell(31, profile("none"))
-    b = cell.pod.bins[0]
-    b.items = []
+    cell, b = _empty_first_bin(31)
     size = (150.0, 110.0, 120.0)
     insert(b, Item(9101, _dark_product(), size, 0.4), (100.0, 0.0, b.depth_mm - size[2]))
     perception = LearnedPerception(cell, models)
@@ -129,9 +134,7 @@ def test_a_dark_item_without_depth_returns_is_not_free_space(models: LearnedMode
 
 
 def test_verify_finds_an_item_that_settled_below_where_it_was_put(models: LearnedModels) -> None:
-    cell = SimCell(32, profile("none"))
-    b = cell.pod.bins[0]
-    b.items = []
+    cell, b = _empty_first_bin(32)
     perception = LearnedPerception(cell, models)
     arrival = ItemArrival(item_id="9201", width_mm=120.0, height_mm=80.0, depth_mm=150.0, mass_kg=0.3)
     perception.stow_plan(arrival)  # the plan's frames: verify compares with them
@@ -145,9 +148,7 @@ def test_verify_finds_an_item_that_settled_below_where_it_was_put(models: Learne
 
 
 def test_a_blocked_eject_caps_the_bins_free_depth_until_the_cell_moves_its_contents(models: LearnedModels) -> None:
-    cell = SimCell(33, profile("none"))
-    b = cell.pod.bins[0]
-    b.items = []
+    cell, b = _empty_first_bin(33)
     perception = LearnedPerception(cell, models)
     arrival = ItemArrival(item_id="9301", width_mm=100.0, height_mm=80.0, depth_mm=200.0, mass_kg=0.3)
     others = tuple(o.bin_id for o in cell.pod.bins if o is not b)
@@ -173,18 +174,14 @@ def test_a_blocked_eject_caps_the_bins_free_depth_until_the_cell_moves_its_conte
 
 
 def test_an_empty_bins_state_for_the_sweep_planner_reaches_the_back_wall_exactly(models: LearnedModels) -> None:
-    cell = SimCell(34, profile("none"))
-    b = cell.pod.bins[0]
-    b.items = []
+    cell, b = _empty_first_bin(34)
     perception = LearnedPerception(cell, models)
     state = perception.geometry_state(b, 100.0)  # the front-face map is float32 m: 0.3 m must not exceed 300 mm
     assert state.free_depth_mm.max() == b.depth_mm
 
 
 def test_verify_finds_an_item_stowed_in_front_of_a_dark_one(models: LearnedModels) -> None:
-    cell = SimCell(35, profile("none"))
-    b = cell.pod.bins[0]
-    b.items = []
+    cell, b = _empty_first_bin(35)
     dark = (220.0, 160.0, 100.0)
     insert(b, Item(9401, _dark_product(), dark, 0.4), (40.0, 0.0, b.depth_mm - dark[2]))
     perception = LearnedPerception(cell, models)
