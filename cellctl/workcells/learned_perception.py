@@ -183,6 +183,7 @@ class LearnedPerception(WorldPerception):
                         b.depth_mm)
 
     def placement_state(self, b: Bin, depth_mm: float) -> BinState:
+        """Placements search the same state as sweeps: the frame's front-face map."""
         return self.geometry_state(b, depth_mm)
 
     def known_items(self, b: Bin) -> list[KnownItem]:
