@@ -4,10 +4,7 @@ A segmenter sees an item where the depth image has a hole; the front-face map mu
 space. Two conservative fills:
 
 - `fill_from_instances`: a hole inside an item instance that has enough returns takes a near percentile of that
-  instance's returned depths (an item's front face is about flat; the near side errs towards occupied). Holes
-  within `edge_px` of the instance's outline are left without depth and are no longer holes to fill: there the
-  sensor drops the pixels at every depth jump and the mask (from the models' half-resolution grid) may overrun
-  the item, so filling them would grow the item into the free space beside it.
+  instance's returned depths (an item's front face is about flat; the near side errs towards occupied).
 - `fill_from_below`: a hole region left (a dark item: no instance returns at all) takes the near depth of the
   returns just below its lower edge: an item rests on something, and what carries it (the floor, another item's
   top) shows up to the item's front face, or nearer when the support stands in front of it.
@@ -26,16 +23,14 @@ from scipy import ndimage
 from .common import PerceptionError
 
 MIN_RETURNS = 20  # returned pixels an instance needs before its holes take its depth
-EDGE_PX = 4  # the sensor's edge filter (2 px) and the mask's uncertainty (a cell of the grid, about 3 px)
 NEAR_PERCENTILE = 10.0
 BELOW_PX = 3  # fill_from_below looks this many pixels under each column's lowest hole pixel
 MIN_BELOW = 3  # returns under a hole region it needs
 
 
 def fill_from_instances(depth: np.ndarray, item: np.ndarray, instance: np.ndarray, *,
-                        min_returns: int = MIN_RETURNS, edge_px: int = EDGE_PX) -> tuple[np.ndarray, np.ndarray]:
-    """(depth with the interior item holes of well-returned instances filled, bool mask of the item holes left:
-    those of instances with too few returns)."""
+                        min_returns: int = MIN_RETURNS) -> tuple[np.ndarray, np.ndarray]:
+    """(depth with the item holes of well-returned instances filled, bool mask of the item holes left)."""
     if depth.shape != item.shape or depth.shape != instance.shape:
         raise PerceptionError(f"depth {depth.shape}, item mask {item.shape} and instances {instance.shape} differ")
     out = np.array(depth, dtype=np.float32, copy=True)
@@ -47,9 +42,9 @@ def fill_from_instances(depth: np.ndarray, item: np.ndarray, instance: np.ndarra
         inst = instance == label
         got = out[inst & returned]
         if got.size >= min_returns:
-            inner = ndimage.binary_erosion(inst, iterations=edge_px) if edge_px > 0 else inst
-            out[inner & holes] = np.float32(np.percentile(got, NEAR_PERCENTILE))
-            holes &= ~inst
+            fill = inst & holes
+            out[fill] = np.float32(np.percentile(got, NEAR_PERCENTILE))
+            holes &= ~fill
     return out, holes
 
 

@@ -23,7 +23,7 @@ def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_a_hole_in_a_well_returned_instance_takes_its_near_depth() -> None:
     depth, item, instance = _scene()
-    filled, holes = fill_from_instances(depth, item, instance, edge_px=2)  # the hole lies 2 px inside the outline
+    filled, holes = fill_from_instances(depth, item, instance)
     got = depth[2:12, 2:12][np.isfinite(depth[2:12, 2:12])]
     assert np.allclose(filled[4:8, 4:8], np.percentile(got, 10))
     assert filled[4:8, 4:8].max() < np.median(got)  # the near side
@@ -64,12 +64,3 @@ def test_fill_refuses_mismatched_shapes() -> None:
     depth, item, instance = _scene()
     with pytest.raises(PerceptionError, match="differ"):
         fill_from_instances(depth, item[:10], instance)
-
-
-def test_holes_along_an_instances_outline_stay_without_depth() -> None:
-    depth, item, instance = _scene()
-    depth[2:12, 10:12] = np.nan  # the sensor dropped the item's right edge (a depth jump)
-    filled, holes = fill_from_instances(depth, item, instance, edge_px=2)
-    assert np.isnan(filled[2:12, 10:12]).all()  # not grown into the space beside the item
-    assert np.isfinite(filled[4:8, 4:8]).all()  # the interior hole is filled
-    assert not holes[2:12, 2:12].any()  # and the edge is nothing for fill_from_below either
