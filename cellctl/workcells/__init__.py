@@ -2,7 +2,11 @@
 
     drivers.py         DriverWorkcell: the real drivers (PLC over OPC UA, robot over Modbus TCP, F/T over UDP)
     sim.py             SimWorkcell: the in-process simulated cell on the loop's (virtual) clock
-    sim_perception.py  WorldPerception: perception and planning on frames rendered from the simulated world
+    planning_perception.py  PlanningPerception: the planners every perception shares, on a PodLayout
+    pod_layout.py      PodLayout: the presented pod's bins (the simulated cell's, or the PLC's PodId and BinLayout)
+    learned_perception.py  LearnedPerception: perception from camera frames alone (the learned models)
+    sim_perception.py  WorldPerception (the oracle: the simulated world's labels), SimScene (the sim's depth camera)
+    sim_frames.py      the simulated cell's EOAT camera and FC catalogue for learned perception
     recording.py       RecordingWorkcell: wraps any workcell and logs every call and reply
     replay.py          ReplayWorkcell: serves the charts' calls from a recorded log
     sources.py         open_devices -> CellDevices: a run's endpoints, camera + perception and orders (sim/external)

@@ -1,7 +1,9 @@
-"""Perception of the simulated cell from camera frames alone: the learned models on what the EOAT camera gives.
+"""Perception of the cell from camera frames alone: the learned models on what the EOAT camera gives.
 
-`LearnedPerception` plans like `WorldPerception` (the same placement, sweep and suction planners, the same
-primitives), but everything it knows of a bin's contents comes from a frame (depth and colour, no labels):
+`LearnedPerception` plans like every perception (`planning_perception.PlanningPerception`: the same placement,
+sweep and suction planners, the same primitives). It knows the pod as a `PodLayout` (bin ids and dimensions: the
+simulated cell's, or the PLC's), the products by the FC's reference images (`ReferenceSource`), and everything
+about a bin's contents from a frame of its `BinCamera` (depth and colour, no labels; intrinsics the frame's own):
 
 - stow: the stow segmenter classes every pixel; the band's pixels (and a margin round them) are taken out of the
   depth (they hide what is behind); item pixels without a return (dark products) take their instance's near depth,
@@ -29,9 +31,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
-from drivers.camera import DepthFrame
-from drivers.sim.cell import SimCell
-from drivers.sim.world import Bin
+from drivers.camera import DepthFrame, Intrinsics
 from perception.cloud import depth_to_points
 from perception.contacts import Contact, ContactMemory
 from perception.learned.segmenter import ITEM, StowSegmentation, StowSegmenter
@@ -55,8 +55,8 @@ from statecharts.workcell import (
     Verification,
 )
 
-from .sim_frames import SimBinCamera, SimReferences
-from .sim_perception import SimCameraConfig, WorldPerception
+from .planning_perception import CameraConfig, PlanningPerception
+from .pod_layout import BinDims, PodLayout
 
 UNKNOWN_DENSITY_KG_M3 = 600.0  # an item the cell did not stow: heavier than most, for the sweep's force
 VERIFY_FRACTION = 0.5  # of the placed face's pixels (band excluded) that must be new item pixels
@@ -72,7 +72,7 @@ CONTACT_MARGIN_MM = 5.0  # a blocked eject leaves at most the item's depth less 
 class BinCamera(Protocol):
     """The EOAT camera facing a bin: one frame (depth and colour) as the camera gives it."""
 
-    def capture(self, b: Bin) -> DepthFrame: ...
+    def capture(self, b: BinDims) -> DepthFrame: ...
 
 
 class ReferenceSource(Protocol):
@@ -96,16 +96,16 @@ class _StowView:
     face: FrontFaceMap | None = None  # made on first use
 
 
-class LearnedPerception(WorldPerception):
-    """`Perception` from frames: `camera` gives them, `models` read them, `references` name the products."""
+class LearnedPerception(PlanningPerception):
+    """`Perception` from frames: `camera` gives them, `models` read them, `references` name the products, `layout`
+    is the presented pod (bin ids and dimensions). Nothing here reads the simulated world: the simulated cell
+    builds one with `sim_frames.sim_learned_perception`, a real cell over the PLC's pod and a real camera."""
 
     kind = "learned"
 
-    def __init__(self, cell: SimCell, models: LearnedModels, camera: BinCamera | None = None,
-                 references: ReferenceSource | None = None, config: SimCameraConfig | None = None) -> None:
-        super().__init__(cell, config)
-        camera = camera if camera is not None else SimBinCamera(cell, self.k, self.pose)
-        references = references if references is not None else SimReferences(cell)
+    def __init__(self, layout: PodLayout, models: LearnedModels, camera: BinCamera, references: ReferenceSource,
+                 config: CameraConfig | None = None) -> None:
+        super().__init__(layout, config)
         self.models = models
         self.eoat = camera
         self.refs = references
@@ -119,13 +119,13 @@ class LearnedPerception(WorldPerception):
         self._stowing: ItemArrival | None = None  # the item of the last stow plan (the one on the belts)
 
     # ------------------------------------------------------------------ frames
-    def _frame(self, b: Bin) -> tuple[DepthFrame, np.ndarray]:
+    def _frame(self, b: BinDims) -> tuple[DepthFrame, np.ndarray]:
         frame = self.eoat.capture(b)
         if frame.color is None:
             raise ValueError("the EOAT camera gave no colour image: learned perception needs RGB and depth")
         return frame, frame.color
 
-    def _stow_view(self, b: Bin) -> _StowView:
+    def _stow_view(self, b: BinDims) -> _StowView:
         """The bin's frame and its segmentation: one capture per bin and stow plan (a new one outside a plan)."""
         view = self._views.get(b.bin_id)
         if view is None:
@@ -135,7 +135,7 @@ class LearnedPerception(WorldPerception):
                 self._views[b.bin_id] = self._before[b.bin_id] = view
         return view
 
-    def _face_map(self, b: Bin) -> FrontFaceMap:
+    def _face_map(self, b: BinDims) -> FrontFaceMap:
         """The bin's front-face map from its view: the band (and a margin round it) out of the depth, item holes
         given their instance's depth or that of what carries them, the cells the band hid filled, capped where an
         eject met something (`perception.contacts`)."""
@@ -146,7 +146,7 @@ class LearnedPerception(WorldPerception):
             measured = np.where(band, np.nan, view.frame.depth).astype(np.float32)
             depth, holes = fill_from_instances(measured, seg.classes == ITEM, seg.instance)
             depth, _ = fill_from_below(depth, holes)
-            points = depth_to_points(depth, self.k)
+            points = depth_to_points(depth, view.frame.intrinsics)
             face = fill_unobserved(front_face_map(points, geo, resolution=self.camera.cell_m))
             view.face = self.contacts.cap(self._bin_key(b.bin_id), face)
         return view.face
@@ -156,7 +156,7 @@ class LearnedPerception(WorldPerception):
         item is deep); a sweep or an extraction moves the bin's contents, and its contacts are forgotten."""
         if "bin" not in motion.params:
             return
-        b = self.cell.bin(motion.params["bin"])
+        b = self.layout.bin_at(motion.params["bin"])
         key = self._bin_key(b.bin_id)
         if motion.primitive in (Primitive.SWEEP, Primitive.EXTRACT) and result.outcome is not MotionOutcome.UNAVAILABLE:
             self.contacts.forget(key)
@@ -175,25 +175,25 @@ class LearnedPerception(WorldPerception):
         finally:
             self._planning, self._views = False, {}
 
-    def geometry_state(self, b: Bin, depth_mm: float) -> BinState:
+    def geometry_state(self, b: BinDims, depth_mm: float) -> BinState:
         """The bin's state as the cell sees it: the front-face map of its frame (mm)."""
         fmap = self._face_map(b)
         fd = np.minimum(fmap.free_depth.astype(np.float64) * 1e3, b.depth_mm)  # float32 m: 0.3 is 300.00001 mm
         return BinState(b.bin_id, fd < depth_mm, fd, self.camera.cell_m * 1e3, b.width_mm, b.height_mm,
                         b.depth_mm)
 
-    def placement_state(self, b: Bin, depth_mm: float) -> BinState:
+    def placement_state(self, b: BinDims, depth_mm: float) -> BinState:
         """Placements search the same state as sweeps: the frame's front-face map."""
         return self.geometry_state(b, depth_mm)
 
-    def known_items(self, b: Bin) -> list[KnownItem]:
+    def known_items(self, b: BinDims) -> list[KnownItem]:
         """The segmenter's items as boxes in the bin frame (their front faces; each reaching the back wall), with
         the mass of the cell's stow record that overlaps it most, or a conservative estimate."""
         view = self._stow_view(b)
         frame, seg = view.frame, view.seg
         geo = self._geometry(b)
         out = []
-        for label, s in sorted(seg.segments(frame.depth, self.k, min_points=MIN_SEGMENT_POINTS).items()):
+        for label, s in sorted(seg.segments(frame.depth, frame.intrinsics, min_points=MIN_SEGMENT_POINTS).items()):
             p = geo.to_bin(s.points) * 1e3
             lo, hi = np.percentile(p, 2, axis=0), np.percentile(p, 98, axis=0)
             x0, y0 = max(0.0, float(lo[0])), max(0.0, float(lo[1]))
@@ -208,7 +208,7 @@ class LearnedPerception(WorldPerception):
         return out
 
     def _bin_key(self, bin_id: str) -> str:
-        return f"{self.cell.pod.pod_id}/{bin_id}"  # the FC names the pod at the station
+        return f"{self.layout.pod_id}/{bin_id}"  # the FC names the pod at the station
 
     def _record_at(self, bin_id: str, x: float, y: float, w: float, h: float) -> KnownItem | None:
         best, best_area = None, 0.0
@@ -226,7 +226,7 @@ class LearnedPerception(WorldPerception):
         stopped at, is tried; the face there must be mostly new pixels against the plan's frame: an item pixel
         where there was none, any pixel whose surface came NEW_SURFACE_M nearer or lost its return, or one that
         gained a return at the face's depth (within FACE_TOLERANCE_M: an item in front of a dark one)."""
-        b = self.cell.pod.bin(option.bin_id)
+        b = self.layout.bin(option.bin_id)
         w, h = (item.height_mm, item.width_mm) if option.rotated else (item.width_mm, item.height_mm)
         frame, rgb = self._frame(b)
         seg = self.models.segmenter.segment(rgb, frame.depth)
@@ -251,7 +251,7 @@ class LearnedPerception(WorldPerception):
                     with np.errstate(invalid="ignore"):
                         at_face = gained & (np.abs(d1 - (opening_m + z / 1e3)) < FACE_TOLERANCE_M)
                     tables[z] = _summed((new | at_face) & looked)
-                box = self._face_box(b, option.x_mm, float(y), w, h, z)
+                box = self._face_box(b, frame.intrinsics, option.x_mm, float(y), w, h, z)
                 n = _box_sum(seen, box)
                 share = _box_sum(tables[z], box) / n if n else 0.0
                 if share > best[0]:
@@ -265,7 +265,7 @@ class LearnedPerception(WorldPerception):
         return Verification(ok=ok, detail=f"{share:.0%} of {n} pixels where item {item.item_id} lies in {where} "
                                           f"are new item pixels")
 
-    def _stop_depths(self, b: Bin, x: float, y: float, w: float, h: float, depth_mm: float) -> list[float]:
+    def _stop_depths(self, b: BinDims, x: float, y: float, w: float, h: float, depth_mm: float) -> list[float]:
         """Where the belts may have stopped the item's front face (bin z, mm): at the back wall, where it met the
         nearest surface behind its footprint in the plan's front-face map, or anywhere in front of the back wall
         (every VERIFY_DEPTH_STEP_MM): that map is wrong where the camera had no return (a dark item)."""
@@ -281,16 +281,17 @@ class LearnedPerception(WorldPerception):
                 out.add(max(0.0, float(fd.min()) * 1e3 - depth_mm))
         return sorted(out)
 
-    def _face_box(self, b: Bin, x: float, y: float, w: float, h: float, z: float) -> tuple[int, int, int, int]:
+    def _face_box(self, b: BinDims, k: Intrinsics, x: float, y: float, w: float, h: float, z: float,
+                  ) -> tuple[int, int, int, int]:
         """Pixel rows r0:r1 and columns c0:c1 of the middle 60 % of the rectangle (x, y, w, h) at depth z (bin
         frame, mm)."""
         mx, my = 0.2 * w, 0.2 * h
         corners = np.array([[x + mx, y + my, z], [x + w - mx, y + h - my, z]])
-        uv = self.pose.project(b, corners, self.k)
+        uv = self.pose.project(b, corners, k)
         u0, u1 = sorted(float(v) for v in uv[:, 0])
         v0, v1 = sorted(float(v) for v in uv[:, 1])
-        c0, c1 = max(0, int(np.ceil(u0))), min(self.k.width, int(np.floor(u1)) + 1)
-        r0, r1 = max(0, int(np.ceil(v0))), min(self.k.height, int(np.floor(v1)) + 1)
+        c0, c1 = max(0, int(np.ceil(u0))), min(k.width, int(np.floor(u1)) + 1)
+        r0, r1 = max(0, int(np.ceil(v0))), min(k.height, int(np.floor(v1)) + 1)
         return r0, max(r0, r1), c0, max(c0, c1)
 
     # ------------------------------------------------------------------ pick
@@ -307,17 +308,17 @@ class LearnedPerception(WorldPerception):
             self._ref_vectors[product_id] = vec
         return vec
 
-    def _identify(self, order: PickOrder, b: Bin) -> tuple[DepthFrame, Identification] | str:
+    def _identify(self, order: PickOrder, b: BinDims) -> tuple[DepthFrame, Identification] | str:
         refs = self._references(order.product_id)
         if refs is None:
             return (f"the FC has no reference image of product {order.product_id!r}" if order.product_id
                     else "the order names no product: nothing to identify the item by")
         frame, rgb = self._frame(b)
-        return frame, identify(self.models.pick, rgb, frame.depth, refs, intrinsics=self.k,
+        return frame, identify(self.models.pick, rgb, frame.depth, refs, intrinsics=frame.intrinsics,
                                product_mm=self.refs.size_mm(order.product_id))
 
     def eligibility(self, order: PickOrder) -> Eligibility:
-        got = self._identify(order, self.cell.pod.bin(order.bin_id))
+        got = self._identify(order, self.layout.bin(order.bin_id))
         self._checked = None
         if isinstance(got, str):
             return Eligibility(eligible=False, cls=EligibilityClass.NOT_RECOGNISED, detail=got)
@@ -329,7 +330,7 @@ class LearnedPerception(WorldPerception):
         return Eligibility(eligible=cls is EligibilityClass.FREE, cls=cls, detail=ident.detail)
 
     def pick_plan(self, order: PickOrder) -> PickPlan:
-        b = self.cell.pod.bin(order.bin_id)
+        b = self.layout.bin(order.bin_id)
         checked, self._checked = self._checked, None
         # Nothing has touched the bin since the check: plan on its frame. A replan (after a failed attempt)
         # captures a new one.
@@ -337,7 +338,7 @@ class LearnedPerception(WorldPerception):
         if isinstance(got, str):
             return PickPlan(reason=f"{NOT_RECOGNISED}: {got}")
         frame, ident = got
-        decision = plan_candidates(ident, frame.depth, self.k, self._geometry(b))
+        decision = plan_candidates(ident, frame.depth, frame.intrinsics, self._geometry(b))
         if decision.candidates is None or not decision.candidates.ok:
             return PickPlan(reason=decision.reason)
         return self._pick_plan(order, b, decision.candidates)

@@ -18,7 +18,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from cellctl.eventlog.recorder import Recorder
-from cellctl.workcells.sim_perception import SimCameraConfig, WorldPerception
+from cellctl.workcells.planning_perception import PlanningPerception
+from cellctl.workcells.sim_perception import SimCameraConfig, WorldPerception, scene_of
 from drivers.sim.cell import ROBOT_FAULT_CODE, Physics, SimCell, first_index, force_trace, pressure_trace
 from perception.change import depth_change
 from statecharts.workcell import (
@@ -52,12 +53,13 @@ class SimWorkcell:
     """`Workcell` for `SimCell`: `await anyio.sleep` is the only way time passes."""
 
     def __init__(self, cell: SimCell, *, recorder: Recorder | None = None, camera: SimCameraConfig | None = None,
-                 perception: WorldPerception | None = None):
+                 perception: PlanningPerception | None = None):
         self.cell = cell
         self.recorder = recorder
         self.perception = perception if perception is not None else WorldPerception(cell, camera)
         self.camera = self.perception.camera
-        self.rng = self.perception.rng  # one noise stream for every sensor, as before the split
+        self.scene = scene_of(self.perception, cell)  # the 10 Hz depth frames while a motion is watched
+        self.rng = self.scene.rng  # one noise stream for every sensor, as before the split
         self._orders: dict[str, int] = {}
         self.reports: list[TaskReport] = []
         self.halts = 0
@@ -241,13 +243,13 @@ class SimWorkcell:
         if bin_index is None:
             return None, "", MotionOutcome.DONE
         b = self.cell.bin(bin_index)
-        before = self.perception.render(b, band=False)[0]
+        before = self.scene.render(b, band=False)[0]
         after = before
         disturbed = phys.disturb_at_s is not None and phys.disturb_at_s < horizon
         if disturbed and self.cell.disturb(bin_index, int(motion.params.get("item", 0))):
-            after = self.perception.render(b, band=False)[0]
+            after = self.scene.render(b, band=False)[0]
         threshold = motion.max_scene_change or 1.0
-        prev = self.perception.noisy(before)
+        prev = self.scene.noisy(before)
         t = 0.0
         while t + 1 / FRAME_HZ <= horizon + 1e-9:
             t += 1 / FRAME_HZ
@@ -257,7 +259,7 @@ class SimWorkcell:
             if phys.frames_stop_at_s is not None and t > phys.frames_stop_at_s:
                 continue
             scene = after if (phys.disturb_at_s is not None and t >= phys.disturb_at_s) else before
-            cur = self.perception.noisy(scene)
+            cur = self.scene.noisy(scene)
             change = depth_change(prev, cur, noise_k=self.camera.noise_k).fraction
             self._rec("camera.change", {"dt_s": round(t, 3), "fraction": round(change, 5)})
             if change > threshold:

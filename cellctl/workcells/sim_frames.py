@@ -1,5 +1,8 @@
 """The simulated cell's EOAT camera frames and its FC's product images, for learned perception.
 
+`sim_learned_perception(cell, models)` is `LearnedPerception` on the simulated cell: its pod (`SimPod`), camera
+and catalogue, and nothing else of its world.
+
 `SimBinCamera.capture(bin)` is `drivers.sim.camera_view.capture`: depth with the structured-light sensor's
 artefacts and colour under a light drawn per frame, no labels. `SimReferences` is the simulated FC's catalogue
 (`drivers.sim.catalogue`): a product's reference images, photographed in a booth elsewhere in the building; the
@@ -17,21 +20,37 @@ from drivers.sim.cell import SimCell
 from drivers.sim.world import Bin, Item
 from drivers.sim.world_render import CameraPose
 
-__all__ = ["SimBinCamera", "SimReferences"]
+from .learned_perception import LearnedModels, LearnedPerception
+from .planning_perception import CameraConfig
+from .pod_layout import BinDims
+from .sim_perception import SimPod
+
+__all__ = ["SimBinCamera", "SimReferences", "sim_learned_perception"]
+
+
+def sim_learned_perception(cell: SimCell, models: LearnedModels, config: CameraConfig | None = None,
+                           ) -> LearnedPerception:
+    """Learned perception of the simulated cell: the models on its EOAT camera's frames, its FC's catalogue."""
+    cfg = config or CameraConfig()
+    k = Intrinsics.from_fov(cfg.width, cfg.height, cfg.hfov_deg)
+    return LearnedPerception(SimPod(cell), models, SimBinCamera(cell, k, CameraPose(standoff_mm=cfg.standoff_mm)),
+                             SimReferences(cell), cfg)
 
 
 class SimBinCamera:
     """The EOAT camera of the simulated cell at the cell's pose, one light and noise stream from the cell's seed."""
 
     def __init__(self, cell: SimCell, intrinsics: Intrinsics, pose: CameraPose) -> None:
+        self.cell = cell
         self.intrinsics = intrinsics
         self.pose = pose
         self.rng = np.random.default_rng([cell.seed, 11])
         self.seq = 0
 
-    def capture(self, b: Bin) -> DepthFrame:
+    def capture(self, b: BinDims) -> DepthFrame:
+        world = b if isinstance(b, Bin) else self.cell.pod.bin(b.bin_id)
         self.seq += 1
-        return capture(b, self.intrinsics, self.pose, rng=self.rng, seq=self.seq)
+        return capture(world, self.intrinsics, self.pose, rng=self.rng, seq=self.seq)
 
 
 class SimReferences:

@@ -47,7 +47,8 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from cellctl.workcells.sim_perception import WorldPerception
+from cellctl.workcells.planning_perception import PlanningPerception
+from cellctl.workcells.sim_perception import WorldPerception, scene_of
 from cellctl.workcells.sim_sources import SimOrders, WorldCamera
 from drivers.sim.cell_devices import SimCellDevices
 from statecharts.workcell import ItemArrival, PickOrder, StowOption
@@ -226,10 +227,10 @@ class SimService:
     """Serves the world of `devices` (a started `SimCellDevices`): camera frames, perception, pick orders."""
 
     def __init__(self, devices: SimCellDevices, host: str = "127.0.0.1", port: int = 4850, *,
-                 perception: WorldPerception | None = None) -> None:
+                 perception: PlanningPerception | None = None) -> None:
         self.devices, self.host, self.port = devices, host, port
         self.perception = perception if perception is not None else WorldPerception(devices.cell)
-        self.camera = WorldCamera(self.perception)
+        self.camera = WorldCamera(scene_of(self.perception, devices.cell))
         self.orders = SimOrders(devices)
         self.stats = ServiceStats()
         self._world = anyio.Lock()  # one perception or frame call at a time: renderer and noise are shared

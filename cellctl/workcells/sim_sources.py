@@ -10,7 +10,7 @@ from __future__ import annotations
 import anyio
 import numpy as np
 
-from cellctl.workcells.sim_perception import WorldPerception
+from cellctl.workcells.sim_perception import SimScene
 from drivers.sim.cell import SimCell
 from drivers.sim.cell_devices import SimCellDevices
 from statecharts.workcell import PickOrder
@@ -21,13 +21,13 @@ __all__ = ["SimOrders", "WorldCamera"]
 class WorldCamera:
     """The EOAT camera of the simulated cell: noisy depth frames rendered from its world (a `FrameSource`)."""
 
-    def __init__(self, perception: WorldPerception) -> None:
-        self.perception = perception
-        self.noise_k = perception.camera.noise_k
+    def __init__(self, scene: SimScene) -> None:
+        self.scene = scene
+        self.noise_k = scene.camera.noise_k
 
     def frame(self, bin_index: int) -> np.ndarray:
-        p = self.perception
-        return p.noisy(p.render(p.cell.bin(bin_index), band=False)[0])
+        s = self.scene
+        return s.noisy(s.render(s.cell.bin(bin_index), band=False)[0])
 
 
 class SimOrders:

@@ -23,9 +23,10 @@ from anyio.abc import TaskGroup
 from cellctl.config import EXTERNAL_NEEDS_CAMERA, ConfigError, PerceptionSection, RunConfig
 from cellctl.workcells.drivers import FrameSource, OrderSource, Perception
 from cellctl.workcells.learned_models import load_models
-from cellctl.workcells.learned_perception import LearnedPerception
+from cellctl.workcells.planning_perception import PlanningPerception
 from cellctl.workcells.remote_sim import RemoteSim
-from cellctl.workcells.sim_perception import WorldPerception
+from cellctl.workcells.sim_frames import sim_learned_perception
+from cellctl.workcells.sim_perception import WorldPerception, scene_of
 from cellctl.workcells.sim_sources import SimOrders, WorldCamera
 from drivers.sim.cell import SimCell
 from drivers.sim.cell_devices import Endpoints, SimCellConfig, SimCellDevices
@@ -76,12 +77,12 @@ class CellDevices:
         return out
 
 
-def make_perception(section: PerceptionSection, cell: SimCell) -> WorldPerception:
+def make_perception(section: PerceptionSection, cell: SimCell) -> PlanningPerception:
     """The simulated cell's perception: learned (the models on its camera's frames; raises ModelError) or the
     oracle (the renderer's labels)."""
     if section.mode == "oracle":
         return WorldPerception(cell)
-    return LearnedPerception(cell, load_models(section))
+    return sim_learned_perception(cell, load_models(section))
 
 
 async def open_devices(cfg: RunConfig, tg: TaskGroup) -> CellDevices:
@@ -101,7 +102,8 @@ async def open_devices(cfg: RunConfig, tg: TaskGroup) -> CellDevices:
         ))
         ep: Endpoints = await tg.start(devices.serve)
         perception = make_perception(cfg.perception, devices.cell)
-        return CellDevices("sim", ep, perception, WorldCamera(perception), SimOrders(devices) if pick else None,
+        return CellDevices("sim", ep, perception, WorldCamera(scene_of(perception, devices.cell)),
+                           SimOrders(devices) if pick else None,
                            sim=devices)
     if cfg.cell.devices == "external":
         if "camera" not in cfg.model_fields_set:  # load_config refuses this already; a config built in code too

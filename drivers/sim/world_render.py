@@ -7,6 +7,7 @@ opening (plus `offset_mm`). Camera frame: x right, y DOWN, z forward, metres; bi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -15,6 +16,15 @@ from .camera import Box, render
 from .world import Bin
 
 BACKGROUND, WALL, BAND, ITEM = 0, 1, 2, 3
+
+
+class Opening(Protocol):
+    """What a camera pose needs of a bin: its opening's size (mm)."""
+
+    @property
+    def width_mm(self) -> float: ...
+    @property
+    def height_mm(self) -> float: ...
 CLASS_NAMES = {BACKGROUND: "background", WALL: "bin wall", BAND: "band", ITEM: "item"}
 
 
@@ -25,16 +35,16 @@ class CameraPose:
     standoff_mm: float = 350.0
     offset_mm: tuple[float, float] = (0.0, 0.0)
 
-    def origin_mm(self, bin: Bin) -> np.ndarray:
+    def origin_mm(self, bin: Opening) -> np.ndarray:
         return np.array([bin.width_mm / 2 + self.offset_mm[0], bin.height_mm / 2 + self.offset_mm[1],
                          -self.standoff_mm])
 
-    def to_camera(self, bin: Bin, points_mm: np.ndarray) -> np.ndarray:
+    def to_camera(self, bin: Opening, points_mm: np.ndarray) -> np.ndarray:
         """Bin-frame points (mm, ..., 3) -> camera-frame points (m)."""
         d = np.asarray(points_mm, dtype=np.float64) - self.origin_mm(bin)
         return np.stack([d[..., 0], -d[..., 1], d[..., 2]], axis=-1) / 1000.0
 
-    def project(self, bin: Bin, points_mm: np.ndarray, k: Intrinsics) -> np.ndarray:
+    def project(self, bin: Opening, points_mm: np.ndarray, k: Intrinsics) -> np.ndarray:
         """Bin-frame points (mm) -> pixel (u, v) (OpenCV convention, pixel centres at integers)."""
         c = self.to_camera(bin, points_mm)
         return np.stack([k.fx * c[..., 0] / c[..., 2] + k.cx, k.fy * c[..., 1] / c[..., 2] + k.cy], axis=-1)

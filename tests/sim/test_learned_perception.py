@@ -16,7 +16,8 @@ import pytest
 import cellctl.workcells.sim_perception as sim_perception
 from cellctl.commands.sim import SimOptions, run_sim
 from cellctl.workcells.learned_models import load_models
-from cellctl.workcells.learned_perception import CONTACT_MARGIN_MM, LearnedModels, LearnedPerception
+from cellctl.workcells.learned_perception import CONTACT_MARGIN_MM, LearnedModels
+from cellctl.workcells.sim_frames import sim_learned_perception
 from drivers.sim.appearance import product_look
 from drivers.sim.cell import SimCell
 from drivers.sim.faults import profile
@@ -90,7 +91,7 @@ def test_a_look_alike_beside_the_target_is_never_picked_instead(models: LearnedM
         depth, width = 120.0, (b.width_mm - 40.0) / 2  # side by side, 10 mm apart, 15 mm from the walls
         insert(b, Item(9001, product, (width, 90.0, depth), 0.3), (15.0, 0.0, b.depth_mm - depth))
         insert(b, Item(9002, twin, (width, 90.0, depth), 0.3), (25.0 + width, 0.0, b.depth_mm - depth))
-        perception = LearnedPerception(cell, models)
+        perception = sim_learned_perception(cell, models)
         for item_id, pid in ((9001, product), (9002, twin)):
             order = PickOrder(order_id=f"O{k}{item_id}", item_id=str(item_id), bin_id=b.bin_id, product_id=pid)
             eligible = perception.eligibility(order)
@@ -123,9 +124,9 @@ def test_a_dark_item_without_depth_returns_is_not_free_space(models: LearnedMode
     cell, b = _empty_first_bin(31)
     size = (150.0, 110.0, 120.0)
     insert(b, Item(9101, _dark_product(), size, 0.4), (100.0, 0.0, b.depth_mm - size[2]))
-    perception = LearnedPerception(cell, models)
+    perception = sim_learned_perception(cell, models)
     frame = perception.eoat.capture(b)
-    r0, r1, c0, c1 = perception._face_box(b, 100.0, 0.0, size[0], size[1], b.depth_mm - size[2])
+    r0, r1, c0, c1 = perception._face_box(b, perception.k, 100.0, 0.0, size[0], size[1], b.depth_mm - size[2])
     assert np.isnan(frame.depth[r0:r1, c0:c1]).mean() > 0.9  # the camera gets (almost) nothing back from it
     fmap = perception._face_map(b)
     cell_mm = perception.camera.cell_m * 1e3
@@ -135,7 +136,7 @@ def test_a_dark_item_without_depth_returns_is_not_free_space(models: LearnedMode
 
 def test_verify_finds_an_item_that_settled_below_where_it_was_put(models: LearnedModels) -> None:
     cell, b = _empty_first_bin(32)
-    perception = LearnedPerception(cell, models)
+    perception = sim_learned_perception(cell, models)
     arrival = ItemArrival(item_id="9201", width_mm=120.0, height_mm=80.0, depth_mm=150.0, mass_kg=0.3)
     perception.stow_plan(arrival)  # the plan's frames: verify compares with them
     option = StowOption(bin_id=b.bin_id, placement_index=0, x_mm=60.0, y_mm=60.0,
@@ -149,7 +150,7 @@ def test_verify_finds_an_item_that_settled_below_where_it_was_put(models: Learne
 
 def test_a_blocked_eject_caps_the_bins_free_depth_until_the_cell_moves_its_contents(models: LearnedModels) -> None:
     cell, b = _empty_first_bin(33)
-    perception = LearnedPerception(cell, models)
+    perception = sim_learned_perception(cell, models)
     arrival = ItemArrival(item_id="9301", width_mm=100.0, height_mm=80.0, depth_mm=200.0, mass_kg=0.3)
     others = tuple(o.bin_id for o in cell.pod.bins if o is not b)
     assert perception.stow_plan(arrival, others).options  # the empty bin takes it
@@ -175,7 +176,7 @@ def test_a_blocked_eject_caps_the_bins_free_depth_until_the_cell_moves_its_conte
 
 def test_an_empty_bins_state_for_the_sweep_planner_reaches_the_back_wall_exactly(models: LearnedModels) -> None:
     cell, b = _empty_first_bin(34)
-    perception = LearnedPerception(cell, models)
+    perception = sim_learned_perception(cell, models)
     state = perception.geometry_state(b, 100.0)  # the front-face map is float32 m: 0.3 m must not exceed 300 mm
     assert state.free_depth_mm.max() == b.depth_mm
 
@@ -184,7 +185,7 @@ def test_verify_finds_an_item_stowed_in_front_of_a_dark_one(models: LearnedModel
     cell, b = _empty_first_bin(35)
     dark = (220.0, 160.0, 100.0)
     insert(b, Item(9401, _dark_product(), dark, 0.4), (40.0, 0.0, b.depth_mm - dark[2]))
-    perception = LearnedPerception(cell, models)
+    perception = sim_learned_perception(cell, models)
     arrival = ItemArrival(item_id="9402", width_mm=150.0, height_mm=100.0, depth_mm=120.0, mass_kg=0.3)
     perception.stow_plan(arrival)  # the plan's frame: no return from the dark item
     option = StowOption(bin_id=b.bin_id, placement_index=0, x_mm=75.0, y_mm=0.0,
