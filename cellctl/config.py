@@ -109,7 +109,8 @@ class SimSection(_Section):
 
 
 SIM_SERVICE_KEYS = ("host", "port", "request_timeout_s")
-REALSENSE_KEYS = tuple(RealSenseConfig.model_fields)
+VIEW_KEYS = ("standoff_mm", "settle_s", "frame_timeout_s")  # how the cell takes a bin's frame (realsense)
+REALSENSE_KEYS = (*RealSenseConfig.model_fields, *VIEW_KEYS)
 
 
 class CameraConfig(RealSenseConfig):
@@ -117,9 +118,12 @@ class CameraConfig(RealSenseConfig):
 
     kind = "sim-service": the simulated cell's camera and perception served by `cellctl devices --sim`
     (its --service-port) at host:port; each request (and the connect) must answer within request_timeout_s.
-    kind = "realsense": an Intel RealSense camera (drivers.realsense; its keys are drivers.realsense_config's
-    RealSenseConfig, docs/camera.md). A key of the other kind is refused. `cellctl run` cannot use it yet: its
-    perception is the simulator's, and a real camera's frames need learned perception (issue 13, points 3, 8).
+    kind = "realsense": an Intel RealSense camera on the EOAT (drivers.realsense; its keys are
+    drivers.realsense_config's RealSenseConfig, docs/camera.md, with color = true: the models need RGB), and how a
+    bin's frame is taken (cellctl.workcells.eoat_view): the tool goes standoff_mm in front of the bin's opening,
+    centred, and the frame is the first that arrives settle_s after the move, within frame_timeout_s. Learned
+    perception runs on its frames over the PLC's pod; a pick run also needs [perception] catalogue (the FC's
+    product images). A key of the other kind is refused.
     """
 
     kind: Literal["sim-service", "realsense"] = "sim-service"
@@ -127,6 +131,9 @@ class CameraConfig(RealSenseConfig):
     port: int = Field(4850, ge=1, le=65535)
     # A stow plan renders and perceives every bin of the pod: about a second on a slow machine.
     request_timeout_s: float = Field(10.0, ge=0.1, le=120)
+    standoff_mm: float = Field(350.0, ge=100.0, le=1000.0, description="camera to the bin's opening for a view")
+    settle_s: float = Field(0.1, ge=0.0, le=2.0, description="a view's frame arrives at least this after the move")
+    frame_timeout_s: float = Field(2.0, gt=0.0, le=30.0, description="no fresh frame within this: no view")
 
     @field_validator("host")
     @classmethod
@@ -146,14 +153,14 @@ class CameraConfig(RealSenseConfig):
 
     def realsense(self) -> RealSenseConfig:
         """The RealSense driver's settings (kind = "realsense")."""
-        given = {k: getattr(self, k) for k in REALSENSE_KEYS if k in self.model_fields_set}
+        given = {k: getattr(self, k) for k in RealSenseConfig.model_fields if k in self.model_fields_set}
         return RealSenseConfig.model_validate(given)
 
 
 EXTERNAL_NEEDS_CAMERA = (
-    "cell.devices: 'external' needs a [camera] section: kind, host, port (request_timeout_s optional); "
-    "the one camera cellctl run can use today is kind = 'sim-service', the simulated cell's camera and perception "
-    "served by `cellctl devices --sim` (e.g. [camera] kind = \"sim-service\", host = \"127.0.0.1\", port = 4850)")
+    "cell.devices: 'external' needs a [camera] section: kind = 'realsense' (an Intel RealSense on the EOAT: serial, "
+    "color = true, ...; docs/camera.md) or kind = 'sim-service' (the simulated cell's camera and perception served "
+    "by `cellctl devices --sim`: host, port, e.g. [camera] kind = \"sim-service\", host = \"127.0.0.1\", port = 4850)")
 
 
 class RunFTConfig(FTConfig):
@@ -175,17 +182,20 @@ class PerceptionSection(_Section):
     segmenter, pick, embedding: .onnx files (a relative path is taken from the working directory; unset: the
     shipped model in models/), each checked against its contract when it is loaded. provider: an execution
     provider this onnxruntime has (another is refused, naming those it has); intra_op_threads: onnxruntime's
-    threads per session (the cores are shared with the force reflex: 1 by default).
+    threads per session (the cores are shared with the force reflex: 1 by default). catalogue: the FC's product
+    reference images as a directory (`cellctl.fc.catalogue`, docs/catalogue.md; `cellctl catalogue export` writes
+    the simulated FC's); a pick run with a RealSense camera needs it, the simulated cell brings its own.
     """
 
     mode: Literal["learned", "oracle"] = "learned"
+    catalogue: Path | None = None  # the FC's product images (docs/catalogue.md): a pick run on a real camera
     segmenter: Path | None = None
     pick: Path | None = None
     embedding: Path | None = None
     provider: str = Field(CPU, min_length=1, max_length=100)
     intra_op_threads: int = Field(1, ge=1, le=MAX_THREADS)
 
-    @field_validator("segmenter", "pick", "embedding")
+    @field_validator("segmenter", "pick", "embedding", "catalogue")
     @classmethod
     def _model_path(cls, value: Path | None) -> Path | None:
         if value is not None and "\x00" in str(value):

@@ -278,8 +278,11 @@ class _WakingStore:
 
 async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callable[[CellRun], None] | None = None,
                    signals: SignalListener | None = None, on_fc: Callable[[str], None] | None = None,
-                   ) -> dict[str, Any]:
+                   camera_device: Any | None = None) -> dict[str, Any]:
     """Run the cell until it completes its cycles or is stopped; the summary (also in the log).
+
+    `camera_device`: the RealSense device to open instead of finding [camera] serial (the SDK's software device
+    in the tests: `drivers.sim.realsense_device`).
 
     `signals`: the process's `SignalListener` (cellctl run installs one first thing); without it SIGINT and
     SIGTERM are taken on the event loop. A summary with an "error" key means the run had to stop on a fault
@@ -291,14 +294,14 @@ async def run_cell(cfg: RunConfig, *, out: TextIO = sys.stderr, on_ready: Callab
     path.parent.mkdir(parents=True, exist_ok=True)
     store = CellStore.open(_store_path(cfg), capacity=cfg.fc.outbox_capacity, max_requests=cfg.fc.max_requests)
     try:
-        return await _run_with_store(cfg, store, path, out, on_ready, signals, on_fc)
+        return await _run_with_store(cfg, store, path, out, on_ready, signals, on_fc, camera_device)
     finally:
         store.close()
 
 
 async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: TextIO,
                           on_ready: Callable[[CellRun], None] | None, signals: SignalListener | None,
-                          on_fc: Callable[[str], None] | None) -> dict[str, Any]:
+                          on_fc: Callable[[str], None] | None, camera_device: Any | None = None) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     log_failed = anyio.Event()
     event_log = EventLog.open(path, rotate_bytes=int(cfg.log.rotate_mb * MiB), flush_s=cfg.log.flush_s,
@@ -320,7 +323,7 @@ async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: Tex
             sup.start_soon(_watch_log, event_log, log_failed, stopper)
             with startup:
                 end, data, cell = await _run(cfg, recorder, status, hasher, sup, out, on_ready, store, recovered,
-                                             on_fc)
+                                             on_fc, camera_device)
             sup.cancel_scope.cancel()
     finally:
         _final_status(status, out)  # the counts once the last report (a stop's interrupted one too) is in
@@ -343,7 +346,7 @@ async def _run_with_store(cfg: RunConfig, store: CellStore, path: Path, out: Tex
 
 async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher: TraceHasher, sup: TaskGroup,
                out: TextIO, on_ready: Callable[[CellRun], None] | None, store: CellStore,
-               recovered: list[Recovery], on_fc: Callable[[str], None] | None,
+               recovered: list[Recovery], on_fc: Callable[[str], None] | None, camera_device: Any | None = None,
                ) -> tuple[str, cell_chart.CellData | None, DriverWorkcell | None]:
     c = cfg.cell
     orders = FcOrders(store) if c.task == "pick" else None
@@ -351,7 +354,7 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
     await server.prepare()  # seconds of CPU on this loop: before any device link has a deadline to keep
     # Devices in the outer group, the controller in the inner one: the controller shuts down first.
     async with anyio.create_task_group() as devices_tg:
-        devices = await open_devices(cfg, devices_tg)
+        devices = await open_devices(cfg, devices_tg, camera_device=camera_device)
         ep = devices.endpoints
         async with anyio.create_task_group() as tg:
             tg.start_soon(_status_loop, status, cfg.cell.status_period_s, out)
@@ -517,6 +520,8 @@ async def _connect(tg: TaskGroup, cfg: RunConfig, ep: Endpoints, devices: CellDe
             ft = FTSensor(ft_cfg.model_copy(update={"host": reflex.relay[0], "port": reflex.relay[1]}))
             cell = DriverWorkcell(plc=plc, robot=robot, ft=ft, perception=devices.perception,
                                   frames=devices.frames, orders=orders, recorder=recorder, reflex=reflex)
+            if devices.attach is not None:  # a real camera: views are the robot's moves, the pod is the PLC's
+                devices.attach(cell)
             sensors = SensorLog(recorder, ft=ft, robot=robot, plc=plc, ft_rate_hz=ep.ft_rate_hz)
             for task in (plc.run, robot.run, ft.run, sensors.run, cell.run):
                 await tg.start(task)

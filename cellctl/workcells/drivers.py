@@ -68,6 +68,7 @@ class Perception(Protocol):
     def verify(self, item: ItemArrival, option: StowOption) -> Verification: ...
     def eligibility(self, order: PickOrder) -> Eligibility: ...
     def pick_plan(self, order: PickOrder) -> PickPlan: ...
+    def motion_result(self, motion: Motion, result: MotionResult) -> None: ...  # on the loop, after each motion
 
 class FrameSource(Protocol):
     """Depth frames (m) of one bin for change detection while a motion is watched."""
@@ -317,7 +318,8 @@ class DriverWorkcell:
         out: dict[str, float] = {}
         if prim is rm.Primitive.APPROACH:
             x, y = self._frame().to_pod(_index(p), p["x"], p["y"])
-            out = {"x": x, "y": y, "z": 0.0, "yaw": 90.0 if p.get("rotated", 0.0) >= 0.5 else 0.0,
+            # z: 0 at the pod face; a camera view stands off in front of it (negative)
+            out = {"x": x, "y": y, "z": float(p.get("z", 0.0)), "yaw": 90.0 if p.get("rotated", 0.0) >= 0.5 else 0.0,
                    "speed_scale": c.speed_scale}
         elif prim is rm.Primitive.SWEEP:
             frame, i = self._frame(), _index(p)
@@ -341,7 +343,9 @@ class DriverWorkcell:
                                 detail=f"{motion.primitive.value} not sent: {exc}")
         # One primitive at a time: a cancelled move still halts its primitive (shielded) before the next starts.
         async with self._motion_lock:
-            return await self._move(motion, prim, params)
+            result = await self._move(motion, prim, params)
+        self.perception.motion_result(motion, result)  # e.g. a blocked eject: less free depth there
+        return result
 
     async def _move(self, motion: Motion, prim: rm.Primitive, params: dict[str, float]) -> MotionResult:
         if self.robot.external_halt:  # never released here: whoever latched it releases it

@@ -83,6 +83,16 @@ class ReferenceSource(Protocol):
     def size_mm(self, product_id: str) -> tuple[float, float, float] | None: ...
 
 
+class NoCatalogue:
+    """A `ReferenceSource` that holds no product (a stow run identifies nothing)."""
+
+    def references(self, product_id: str) -> Sequence[tuple[np.ndarray, np.ndarray | None]]:
+        return ()
+
+    def size_mm(self, product_id: str) -> tuple[float, float, float] | None:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class LearnedModels:
     segmenter: StowSegmenter
@@ -295,13 +305,17 @@ class LearnedPerception(PlanningPerception):
         return r0, max(r0, r1), c0, max(c0, c1)
 
     # ------------------------------------------------------------------ pick
-    def _references(self, product_id: str) -> np.ndarray | None:
-        """The product's reference embeddings (kept per product), None when the FC has no image of it."""
+    def _references(self, product_id: str) -> np.ndarray | str | None:
+        """The product's reference embeddings (kept per product), None when the FC has no image of it, why not
+        when its images cannot be used (a `ReferenceSource` raises ValueError naming the file)."""
         if not product_id:
             return None
         vec = self._ref_vectors.get(product_id)
         if vec is None:
-            refs = list(self.refs.references(product_id))
+            try:
+                refs = list(self.refs.references(product_id))
+            except ValueError as exc:
+                return f"the FC's reference images of product {product_id!r} cannot be used: {exc}"
             if not refs:
                 return None
             vec = self.models.pick.embedder.embed_images([r[0] for r in refs], [r[1] for r in refs])
@@ -313,6 +327,8 @@ class LearnedPerception(PlanningPerception):
         if refs is None:
             return (f"the FC has no reference image of product {order.product_id!r}" if order.product_id
                     else "the order names no product: nothing to identify the item by")
+        if isinstance(refs, str):
+            return refs
         frame, rgb = self._frame(b)
         return frame, identify(self.models.pick, rgb, frame.depth, refs, intrinsics=frame.intrinsics,
                                product_mm=self.refs.size_mm(order.product_id))

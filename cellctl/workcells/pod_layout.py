@@ -1,19 +1,20 @@
 """The pod at the station as perception plans on it: the pod's id and its bins' geometry, never their contents.
 
 `PodLayout` is what `PlanningPerception` reads: the simulated cell's pod (`SimPod`), or the pod the PLC presents
-(`PlcPod`: its PodId and BinLayout, the bins named as the FC names them, `bin_name`). A bin's index is its
+(`PlcPod`: its PodId and BinLayout, the bins named as the FC names them, `bin_name`; `CurrentPod`: whichever
+the PLC presents now). A bin's index is its
 place in the layout's order, the index the robot's pod frame (`drivers.pod_frame`) numbers it by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from drivers.plc_nodes import PodState
 
-__all__ = ["BinDims", "BinFace", "PlcPod", "PodLayout", "PodLayoutError", "bin_name"]
+__all__ = ["BinDims", "BinFace", "CurrentPod", "PlcPod", "PodLayout", "PodLayoutError", "bin_name"]
 
 
 class PodLayoutError(LookupError):
@@ -97,3 +98,40 @@ class PlcPod:
         if i != index or not 0 <= i < len(self._bins):
             raise PodLayoutError(f"no bin with index {index!r} in pod {self.pod_id} ({len(self._bins)} bins)")
         return self._bins[i]
+
+
+class CurrentPod:
+    """The pod the PLC presents now, as a `PodLayout`: `follow(get)` names where its `PodState` is read (the PLC
+    client's last value); PodLayoutError while no pod is presented."""
+
+    def __init__(self, get: Callable[[], PodState | None] | None = None) -> None:
+        self._get = get
+        self._pod: PlcPod | None = None
+
+    def follow(self, get: Callable[[], PodState | None]) -> None:
+        self._get, self._pod = get, None
+
+    def now(self) -> PlcPod:
+        state = self._get() if self._get is not None else None
+        if state is None:
+            raise PodLayoutError("no pod presented at the station (PLC)")
+        if self._pod is None or self._pod.state is not state:
+            self._pod = PlcPod(state)
+        return self._pod
+
+    @property
+    def pod_id(self) -> str:
+        return self.now().pod_id
+
+    @property
+    def bins(self) -> Sequence[BinFace]:
+        return self.now().bins
+
+    def bin(self, bin_id: str) -> BinFace:
+        return self.now().bin(bin_id)
+
+    def bin_index(self, bin_id: str) -> int:
+        return self.now().bin_index(bin_id)
+
+    def bin_at(self, index: float) -> BinFace:
+        return self.now().bin_at(index)

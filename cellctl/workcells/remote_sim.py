@@ -35,6 +35,8 @@ from cellctl.workcells.sim_service import MAX_REPLY_BYTES, PROTOCOL, Frame, Hell
 from statecharts.workcell import (
     Eligibility,
     ItemArrival,
+    Motion,
+    MotionResult,
     PickOrder,
     PickPlan,
     StowOption,
@@ -324,6 +326,9 @@ class RemoteSim:
 
     def pick_plan(self, order: PickOrder) -> PickPlan:
         return self._blocking(self.apick_plan, order)  # type: ignore[no-any-return]
+
+    def motion_result(self, motion: Motion, result: MotionResult) -> None:
+        """The service perceives from the world it simulates: a motion's result tells it nothing more."""
 
     # -- FrameSource -----------------------------------------------------------------------------------------
     def frame(self, bin_index: int) -> np.ndarray:

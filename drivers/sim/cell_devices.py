@@ -142,6 +142,7 @@ class ToolPoint:
     y_mm: float
     yaw_deg: float
     located: tuple[int, float, float] | None  # (bin index, bin-relative x, y)
+    z_mm: float = 0.0  # into the pod: 0 at the face, negative in front of it (a camera view's standoff)
 
     @property
     def rotated(self) -> bool:
@@ -278,8 +279,8 @@ class CellRobotModel:
     def translate(self, primitive: Primitive, p: list[float]) -> dict[str, float]:
         """Register params (PRIMITIVE_PARAMS order, pod frame) -> the params `SimCell.physics` takes."""
         if primitive is Primitive.APPROACH:
-            x, y, _z, yaw = p[0], p[1], p[2], p[3]
-            self.tool = tool = ToolPoint(x, y, yaw, self.frame().locate(x, y))
+            x, y, z, yaw = p[0], p[1], p[2], p[3]
+            self.tool = tool = ToolPoint(x, y, yaw, self.frame().locate(x, y), z)
             if tool.located is None:
                 return {"x": x, "y": y, "rotated": float(tool.rotated)}  # off the pod: fine for a move
             i, bx, by = tool.located

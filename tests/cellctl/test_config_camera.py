@@ -3,9 +3,9 @@
 External devices are reached at the configured endpoints; the camera `cellctl run` can use is the simulated cell's
 (kind = "sim-service", served by `cellctl devices --sim`). Without a [camera] the load fails naming the key and what
 is missing; "real" (the old name, which never started a cell) is refused with the new one. Issue 13, point 7:
-kind = "realsense" configures the RealSense driver (its keys, bounds and cross-checks below); `cellctl run` refuses
-it at start in one line: learned perception on a real camera's frames also needs the pod's layout and the FC's
-product images, which only the simulated cell gives yet.
+kind = "realsense" configures the RealSense driver (its keys, bounds and cross-checks below) and how a bin's
+view is taken; `cellctl run` refuses at start, in one line, what it could not run on it: the oracle (a real camera
+gives no labels), no colour (the models need RGB), a pick run without the FC's catalogue or with a broken one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ import pytest
 
 from cellctl.commands.run import run_cell
 from cellctl.config import CameraConfig, ConfigError, RunConfig, load_config
-from cellctl.workcells.sources import REALSENSE_NEEDS_LEARNED_PERCEPTION, check_devices
+from cellctl.workcells.sources import (
+    REALSENSE_NEEDS_COLOR,
+    REALSENSE_NEEDS_LEARNED_PERCEPTION,
+    REALSENSE_PICK_NEEDS_CATALOGUE,
+    check_devices,
+)
 from drivers.realsense_config import RealSenseConfig
 
 
@@ -26,12 +31,12 @@ def _load(tmp_path: Path, text: str) -> RunConfig:
     return load_config(path)
 
 
-def test_external_without_a_camera_names_the_missing_section_and_the_only_kind(tmp_path: Path) -> None:
+def test_external_without_a_camera_names_the_missing_section_and_both_kinds(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         _load(tmp_path, '[cell]\ndevices = "external"\n')
     text = str(err.value)
     assert text.startswith(f"{tmp_path / 'cell.toml'}: cell.devices: 'external' needs a [camera] section")
-    assert "kind, host, port" in text and "kind = 'sim-service'" in text and "cellctl devices --sim" in text
+    assert "kind = 'realsense'" in text and "kind = 'sim-service'" in text and "cellctl devices --sim" in text
     assert "\n" not in text  # one error, one line
 
 
@@ -164,14 +169,36 @@ def test_a_key_of_the_other_kind_is_refused_naming_the_kinds_keys(tmp_path: Path
 
 
 @pytest.mark.anyio
-async def test_cellctl_run_refuses_a_realsense_camera_at_start_in_one_line(tmp_path: Path) -> None:
-    cfg = _load(tmp_path, REALSENSE + f'[log]\ndir = "{tmp_path / "runs"}"\n')
+@pytest.mark.parametrize(("extra", "message"), [
+    ('[perception]\nmode = "oracle"\n', REALSENSE_NEEDS_LEARNED_PERCEPTION),
+    ('[cell]\ntask = "pick"\n', REALSENSE_PICK_NEEDS_CATALOGUE),
+])
+async def test_cellctl_run_refuses_what_a_realsense_run_cannot_do_at_start_in_one_line(
+        tmp_path: Path, extra: str, message: str) -> None:
+    text = REALSENSE.replace('[cell]\ndevices = "external"\n', '[cell]\ndevices = "external"\n'
+                             + extra.removeprefix("[cell]\n")) if extra.startswith("[cell]") else REALSENSE + extra
+    cfg = _load(tmp_path, text + f'[log]\ndir = "{tmp_path / "runs"}"\n')
     with pytest.raises(ConfigError) as err:
         check_devices(cfg)
-    text = str(err.value)
-    assert text == REALSENSE_NEEDS_LEARNED_PERCEPTION and "\n" not in text
-    assert text.startswith("camera.kind: 'realsense'") and "the pod's bin layout and the FC's product images" in text
-    with pytest.raises(ConfigError, match="the pod's bin layout and the FC's product images"):
+    assert str(err.value) == message and "\n" not in message
+    with pytest.raises(ConfigError, match=message.split(":")[0]):
         await run_cell(cfg)
     assert not (tmp_path / "runs").exists()  # refused before a log (or the store beside it) was made
     check_devices(_load(tmp_path, '[camera]\nkind = "realsense"\n'))  # devices = "sim" ignores [camera]
+
+
+def test_a_realsense_camera_without_colour_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        check_devices(_load(tmp_path, '[cell]\ndevices = "external"\n[camera]\nkind = "realsense"\n'))
+    assert str(err.value) == REALSENSE_NEEDS_COLOR
+    check_devices(_load(tmp_path, REALSENSE))  # a stow run with colour: accepted
+
+
+def test_view_keys_belong_to_the_realsense_kind(tmp_path: Path) -> None:
+    cam = _load(tmp_path, REALSENSE + "standoff_mm = 420\nsettle_s = 0.2\nframe_timeout_s = 3\n").camera
+    assert (cam.standoff_mm, cam.settle_s, cam.frame_timeout_s) == (420.0, 0.2, 3.0)
+    assert "standoff_mm" not in cam.realsense().model_fields_set
+    with pytest.raises(ConfigError, match=r"camera\.standoff_mm: not a key of kind = 'sim-service'"):
+        _load(tmp_path, '[cell]\ndevices = "external"\n[camera]\nkind = "sim-service"\nstandoff_mm = 300\n')
+    with pytest.raises(ConfigError, match=r"camera\.standoff_mm"):
+        _load(tmp_path, REALSENSE + "standoff_mm = 20\n")

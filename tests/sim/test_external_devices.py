@@ -376,9 +376,9 @@ def test_external_without_a_camera_is_a_one_line_error_from_cellctl_run(tmp_path
     done = subprocess.run([sys.executable, "-m", "cellctl", "run", "--config", str(path), "--log-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.startswith(f"error: {path}: cell.devices: 'external' needs a [camera] section: kind, host, "
-                                  "port"), done.stderr
-    assert "the one camera cellctl run can use today is kind = 'sim-service'" in done.stderr
+    assert done.stderr.startswith(f"error: {path}: cell.devices: 'external' needs a [camera] section: kind = "
+                                  "'realsense'"), done.stderr
+    assert "kind = 'sim-service' (the simulated cell's camera and perception" in done.stderr
 
 
 # -- in-process, as `cellctl run` has always run ------------------------------------------------------------
