@@ -16,6 +16,7 @@ import typer
 
 from cellctl import __version__
 from cellctl.commands import chart_import as chart_import_cmd
+from cellctl.commands.catalogue import catalogue_app
 from cellctl.commands.chart import ScriptedEvent, simulate
 from cellctl.commands.models import models_app
 from cellctl.runtime import logging as logs
@@ -36,6 +37,7 @@ app.add_typer(chart_app, name="chart")
 log_app = typer.Typer(help="Read event logs (MCAP files written by the controller).", no_args_is_help=True)
 app.add_typer(log_app, name="log")
 app.add_typer(models_app, name="models")
+app.add_typer(catalogue_app, name="catalogue")
 log = structlog.get_logger("cellctl")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.from_thread
@@ -66,14 +66,17 @@ class ViewingCamera:
         self.settle_s = settle_s
         self.frame_timeout_s = frame_timeout_s
         self._move: Mover | None = None
+        self._record: Callable[[dict[str, Any]], None] | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
         self.views = 0  # frames handed out
         self.refused = 0  # captures that raised CameraError
 
-    def bind(self, move: Mover) -> None:
-        """Moves go through `move` (the workcell's); call on the event loop."""
+    def bind(self, move: Mover, record: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Moves go through `move` (the workcell's); `record` gets each view taken or refused (for the event
+        log). Call on the event loop."""
         self._move = move
+        self._record = record
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
 
@@ -86,11 +89,18 @@ class ViewingCamera:
         return anyio.from_thread.run(self.capture_async, b, token=self._token)
 
     async def capture_async(self, b: BinDims) -> DepthFrame:
+        t0 = anyio.current_time()
         try:
-            return await self._capture(b)
-        except CameraError:
+            frame = await self._capture(b)
+        except CameraError as exc:
             self.refused += 1
+            if self._record is not None:
+                self._record({"bin": b.bin_id, "ok": False, "detail": str(exc)})
             raise
+        if self._record is not None:
+            self._record({"bin": b.bin_id, "ok": True, "frame_seq": frame.seq,
+                          "took_s": round(anyio.current_time() - t0, 4)})
+        return frame
 
     async def _capture(self, b: BinDims) -> DepthFrame:
         assert self._move is not None

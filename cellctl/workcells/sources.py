@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from anyio.abc import TaskGroup
 
 from cellctl.config import EXTERNAL_NEEDS_CAMERA, ConfigError, PerceptionSection, RunConfig
@@ -168,7 +169,13 @@ async def _open_realsense(cfg: RunConfig, tg: TaskGroup, ep: Endpoints, device: 
     perception = LearnedPerception(pod, models, view, refs, PlannerCameraConfig(standoff_mm=cam.standoff_mm))
 
     def attach(cell: DriverWorkcell) -> None:
+        recorder = cell.recorder
+
+        def record(payload: dict[str, Any]) -> None:
+            if recorder is not None:
+                recorder.record("camera.view", anyio.current_time(), payload)
+
         pod.follow(lambda: cell.plc.last_pod)
-        view.bind(cell.move)
+        view.bind(cell.move, record)
 
     return CellDevices("external", ep, perception, LiveFrames(source), None, camera=source, attach=attach)
