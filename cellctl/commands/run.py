@@ -352,6 +352,10 @@ async def _run(cfg: RunConfig, recorder: LogRecorder, status: RunStatus, hasher:
     orders = FcOrders(store) if c.task == "pick" else None
     server = FcServer(cfg.fc, None, _WakingStore(store, orders))  # the cell is attached once it runs
     await server.prepare()  # seconds of CPU on this loop: before any device link has a deadline to keep
+    if c.task == "pick":
+        # Suction patches and the FC's images need open3d; imported in perception's worker thread at the first
+        # pick it would hold the interpreter for seconds and the robot link's heartbeat would lapse.
+        import open3d  # noqa: F401
     # Devices in the outer group, the controller in the inner one: the controller shuts down first.
     async with anyio.create_task_group() as devices_tg:
         devices = await open_devices(cfg, devices_tg, camera_device=camera_device)
