@@ -109,7 +109,8 @@ class SimSection(_Section):
 
 
 SIM_SERVICE_KEYS = ("host", "port", "request_timeout_s")
-VIEW_KEYS = ("standoff_mm", "settle_s", "frame_timeout_s")  # how the cell takes a bin's frame (realsense)
+# how the cell takes a bin's frame (realsense)
+VIEW_KEYS = ("standoff_mm", "settle_s", "frame_timeout_s", "max_view_age_s")
 REALSENSE_KEYS = (*RealSenseConfig.model_fields, *VIEW_KEYS)
 
 
@@ -134,6 +135,8 @@ class CameraConfig(RealSenseConfig):
     standoff_mm: float = Field(350.0, ge=100.0, le=1000.0, description="camera to the bin's opening for a view")
     settle_s: float = Field(0.1, ge=0.0, le=2.0, description="a view's frame arrives at least this after the move")
     frame_timeout_s: float = Field(2.0, gt=0.0, le=30.0, description="no fresh frame within this: no view")
+    # A bin's view is used again until the cell moves in that bin, another pod comes, the guards open, or this.
+    max_view_age_s: float = Field(60.0, ge=0.0, le=3600.0, description="0: every plan views every bin anew")
 
     @field_validator("host")
     @classmethod

@@ -7,6 +7,11 @@ approach to the middle of the opening, `standoff_mm` in front of it: `view_motio
 the move ended. It never hands out an older frame: a move that did not finish, a stale camera or no fresh frame
 within `frame_timeout_s` raises `CameraError`, the plan fails with that reason and the cell hands off.
 
+A bin's view is kept and handed out again while nothing may have changed it: for at most `max_view_age_s`, until
+the cell's own next motion in that bin (`moved`, from perception's `motion_result`; a view move changes nothing),
+until another pod is presented, and until the guards open (`forget`: someone may have reached in). A stow plan
+then moves to the bins it has no current view of, not to all of them.
+
 `LiveFrames` is the `FrameSource` a motion's scene watch reads: the newest frame's depth, refused when the camera
 is stale.
 """
@@ -56,10 +61,13 @@ class ViewingCamera:
     """Frames of a bin from its view pose, for perception in a worker thread (`bind` the mover first)."""
 
     def __init__(self, source: LiveSource, layout: PodLayout, *, standoff_mm: float = 350.0,
-                 settle_s: float = 0.1, frame_timeout_s: float = 2.0) -> None:
-        if not (standoff_mm > 0 and settle_s >= 0 and frame_timeout_s > 0):
-            raise ValueError(f"standoff_mm, frame_timeout_s must be > 0 and settle_s >= 0, got {standoff_mm}, "
-                             f"{frame_timeout_s}, {settle_s}")
+                 settle_s: float = 0.1, frame_timeout_s: float = 2.0, max_view_age_s: float = 60.0) -> None:
+        if not (standoff_mm > 0 and settle_s >= 0 and frame_timeout_s > 0 and max_view_age_s >= 0):
+            raise ValueError(f"standoff_mm, frame_timeout_s must be > 0, settle_s and max_view_age_s >= 0, got "
+                             f"{standoff_mm}, {frame_timeout_s}, {settle_s}, {max_view_age_s}")
+        self.max_view_age_s = max_view_age_s
+        self._kept: dict[str, DepthFrame] = {}  # bin id -> its last view (of pod `_kept_pod`)
+        self._kept_pod: str | None = None
         self.source = source
         self.layout = layout
         self.standoff_mm = standoff_mm
@@ -88,7 +96,37 @@ class ViewingCamera:
             raise RuntimeError("ViewingCamera.capture is for worker threads; on the loop use capture_async")
         return anyio.from_thread.run(self.capture_async, b, token=self._token)
 
+    def moved(self, motion: Motion) -> None:
+        """A motion ended: the view of the bin it worked in is no longer current (a view move's is)."""
+        if "bin" not in motion.params:
+            return
+        if motion.primitive is Primitive.APPROACH and motion.params.get("z", 0.0) < 0:
+            return  # in front of the opening: it touched nothing
+        try:
+            self._kept.pop(self.layout.bin_at(motion.params["bin"]).bin_id, None)
+        except LookupError:
+            self._kept.clear()
+
+    def forget(self) -> None:
+        """No kept view is current any more (the guards opened: someone may have reached into the pod)."""
+        self._kept.clear()
+
+    def _kept_view(self, b: BinDims) -> DepthFrame | None:
+        pod = self.layout.pod_id
+        if pod != self._kept_pod:
+            self._kept, self._kept_pod = {}, pod
+        frame = self._kept.get(b.bin_id)
+        if frame is None or anyio.current_time() - frame.timestamp >= self.max_view_age_s:
+            self._kept.pop(b.bin_id, None)
+            return None
+        return frame
+
     async def capture_async(self, b: BinDims) -> DepthFrame:
+        kept = self._kept_view(b)
+        if kept is not None:
+            if self._record is not None:
+                self._record({"bin": b.bin_id, "ok": True, "frame_seq": kept.seq, "kept": True})
+            return kept
         t0 = anyio.current_time()
         try:
             frame = await self._capture(b)
@@ -100,6 +138,8 @@ class ViewingCamera:
         if self._record is not None:
             self._record({"bin": b.bin_id, "ok": True, "frame_seq": frame.seq,
                           "took_s": round(anyio.current_time() - t0, 4)})
+        if self.max_view_age_s > 0:
+            self._kept[b.bin_id] = frame
         return frame
 
     async def _capture(self, b: BinDims) -> DepthFrame:

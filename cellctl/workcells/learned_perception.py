@@ -73,6 +73,7 @@ class BinCamera(Protocol):
     """The EOAT camera facing a bin: one frame (depth and colour) as the camera gives it."""
 
     def capture(self, b: BinDims) -> DepthFrame: ...
+    def moved(self, motion: Motion) -> None: ...  # a motion ended (a camera that keeps views drops that bin's)
 
 
 class ReferenceSource(Protocol):
@@ -164,6 +165,7 @@ class LearnedPerception(PlanningPerception):
     def motion_result(self, motion: Motion, result: MotionResult) -> None:
         """An eject the force reflex stopped leaves a contact (the item's footprint has less free depth than the
         item is deep); a sweep or an extraction moves the bin's contents, and its contacts are forgotten."""
+        self.eoat.moved(motion)
         if "bin" not in motion.params:
             return
         b = self.layout.bin_at(motion.params["bin"])

@@ -19,6 +19,7 @@ from drivers.sim.catalogue import Catalogue, CatalogueError
 from drivers.sim.cell import SimCell
 from drivers.sim.world import Bin, Item
 from drivers.sim.world_render import CameraPose
+from statecharts.workcell import Motion
 
 from .learned_perception import LearnedModels, LearnedPerception
 from .planning_perception import CameraConfig
@@ -46,6 +47,9 @@ class SimBinCamera:
         self.pose = pose
         self.rng = np.random.default_rng([cell.seed, 11])
         self.seq = 0
+
+    def moved(self, motion: Motion) -> None:
+        """Every capture renders the world anew: nothing kept, nothing to drop."""
 
     def capture(self, b: BinDims) -> DepthFrame:
         world = b if isinstance(b, Bin) else self.cell.pod.bin(b.bin_id)

@@ -165,7 +165,7 @@ async def _open_realsense(cfg: RunConfig, tg: TaskGroup, ep: Endpoints, device: 
     await tg.start(source.run)
     pod = CurrentPod()
     view = ViewingCamera(source, pod, standoff_mm=cam.standoff_mm, settle_s=cam.settle_s,
-                         frame_timeout_s=cam.frame_timeout_s)
+                         frame_timeout_s=cam.frame_timeout_s, max_view_age_s=cam.max_view_age_s)
     perception = LearnedPerception(pod, models, view, refs, PlannerCameraConfig(standoff_mm=cam.standoff_mm))
 
     def attach(cell: DriverWorkcell) -> None:
@@ -177,5 +177,6 @@ async def _open_realsense(cfg: RunConfig, tg: TaskGroup, ep: Endpoints, device: 
 
         pod.follow(lambda: cell.plc.last_pod)
         view.bind(cell.move, record)
+        cell.plc.interlocks.add_tap(lambda state: None if state.clear else view.forget())
 
     return CellDevices("external", ep, perception, LiveFrames(source), None, camera=source, attach=attach)

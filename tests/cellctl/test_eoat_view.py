@@ -51,7 +51,7 @@ def _camera(source: Source, moves: list[Motion], *, outcome: MotionOutcome = Mot
 
 async def _stream(source: Source, period: float = 1 / 30) -> None:
     while True:
-        source.publish(anyio.current_time())  # each frame's depth is its arrival time
+        source.publish(1.0)
         await anyio.sleep(period)
 
 
@@ -154,3 +154,50 @@ def test_the_current_pod_follows_the_plc_and_refuses_while_none_is_presented() -
 def test_view_motion_centres_the_camera_on_the_opening() -> None:
     m = view_motion(BinFace("X", 450, 350, 400), 3, 350.0, (10.0, -5.0))
     assert m.params == {"bin": 3.0, "x": 235.0, "y": 170.0, "z": -350.0}
+
+
+def test_a_view_is_kept_until_the_cell_moves_in_that_bin_the_pod_changes_the_guards_open_or_it_ages() -> None:
+    source, moves = Source(), []
+    state: list[PodState] = [POD]
+
+    async def main() -> list[int]:
+        cam = ViewingCamera(source, CurrentPod(lambda: state[0]), settle_s=0.1, frame_timeout_s=0.5,
+                            max_view_age_s=30.0)
+
+        async def move(m: Motion) -> MotionResult:
+            moves.append(m)
+            await anyio.sleep(1.0)
+            return MotionResult(outcome=MotionOutcome.DONE, elapsed_s=1.0)
+
+        cam.bind(move)
+        seqs = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stream, source)
+            a, b = cam.layout.bin("P7-0A"), cam.layout.bin("P7-0B")
+
+            async def view(x: BinFace) -> None:
+                seqs.append((await cam.capture_async(x)).seq)
+
+            await view(a)
+            await view(b)
+            await view(a)  # kept: no move
+            cam.moved(view_motion(a, 0, 350.0))  # a view move touches nothing
+            await view(a)
+            cam.moved(Motion(primitive=Primitive.EJECT_ITEM, params={"bin": 0.0, "x": 10.0, "y": 0.0},
+                             timeout_s=6.0))
+            await view(a)  # the cell worked in P7-0A: viewed again
+            await view(b)  # P7-0B still kept
+            cam.moved(Motion(primitive=Primitive.PLACE, params={}, timeout_s=6.0))  # at the tote: no bin
+            cam.forget()  # the guards opened
+            await view(b)
+            await anyio.sleep(31.0)
+            await view(b)  # too old
+            state[0] = POD.model_copy(update={"seq": 2, "pod_id": "P8"})
+            await view(cam.layout.bin("P8-0B"))
+            tg.cancel_scope.cancel()
+        return seqs
+
+    seqs = VirtualClock().run(main)
+    assert len(moves) == 6  # A, B, A after the eject, B after the guards, B aged, P8's B
+    assert seqs[2] == seqs[0] and seqs[3] == seqs[0] and seqs[5] == seqs[1]
+    assert len(set(seqs)) == 6 and seqs[4] > seqs[1]

@@ -66,14 +66,21 @@ async def test_cellctl_run_stows_on_a_realsense_camera_with_learned_perception(t
     assert run_devices["perception"] == "learned"
     views = [r.payload for r in records if r.topic == "camera.view"]
     pod_bins = {b.bin_id for b in devices.cell.pod.bins}
-    # every stow plan views every bin of the pod (from its own view pose), verify views the chosen bin again
+    # every stow plan sees every bin of the pod, each from its own view pose; verify views the chosen bin anew
     assert len(views) >= 2 * len(pod_bins) and all(v["ok"] for v in views), views[:3]
     assert {v["bin"] for v in views} == pod_bins
+    taken = [v for v in views if not v.get("kept")]
+    stowed = [r.payload["args"]["option"]["bin_id"] for r in records
+              if r.topic == "port.call" and r.payload["method"] == "verify_stow"]
+    # the first plan viewed every bin, each verify the bin just stowed in; the second plan moved nowhere: every
+    # view was current (the first stow's bin was last seen by its verify, after the cell's last move there)
+    assert len(taken) == len(pod_bins) + len(stowed), (len(taken), stowed)
+    assert sum(1 for v in views if v.get("kept")) >= len(pod_bins)
     assert camera.rendered >= len(pod_bins)  # a frame per view pose: what the tool faced, not a fixed picture
     moves = Counter(r.payload["args"]["motion"]["primitive"] for r in records
                     if r.topic == "port.call" and r.payload["method"] == "move")
     assert moves["eject_item"] >= 1
-    assert devices.model.ended["approach"] >= moves["approach"] + len(views)  # the views are the robot's moves
+    assert devices.model.ended["approach"] == moves["approach"] + len(taken)  # the views are the robot's moves
     entries = [Entry(r.t_s, r.topic, r.payload) for r in records]
     result = await anyio.to_thread.run_sync(replay, entries)  # the charts' calls replay as recorded
     assert not result["diverged"], result["first_divergence"]
