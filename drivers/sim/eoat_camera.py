@@ -44,6 +44,7 @@ class SimEoatCamera:
         self.device = self.sdk.device
         self.rng = np.random.default_rng([seed, 17])
         self.rendered = 0
+        self.from_views = 0  # renders with the tool standing off in front of a bin (a view pose)
         self.sent = 0
         self.log = structlog.get_logger("sim.camera")
         self._key: tuple[object, ...] | None = None
@@ -66,7 +67,8 @@ class SimEoatCamera:
         period = 1.0 / self.fps
         task_status.started()
         while True:
-            key, b, pose = self._view(self.devices.model.tool)
+            tool = self.devices.model.tool
+            key, b, pose = self._view(tool)
             if key != self._key or self._frame is None:
                 if b is None or pose is None:
                     h, w = self.k.height, self.k.width
@@ -77,6 +79,7 @@ class SimEoatCamera:
                     assert frame.color is not None
                     self._frame = (frame.depth, frame.color)
                     self.rendered += 1
+                    self.from_views += int(tool is not None and tool.z_mm <= -NEAR_FACE_MM)
                 self._key = key
             depth, color = self._frame
             self.sdk.feed(depth, color)
