@@ -11,7 +11,9 @@ from `run()` before it reports started.
 
 Counted in `incidents`: `dropped` (gaps in the depth frame numbers; `dropped_frames` is the sum), `late` (a frame
 that came more than `LATE_PERIODS` frame periods after the one before, without a gap), `stale` (no frame for
-`stale_after_s`), `frame_number_reset`, `unpaired`, `no_depth`, `sdk_error`, `bad_frame`. `status` publishes a
+`stale_after_s`), `frame_number_reset`, `unpaired`, `no_depth`, `sdk_error`, `bad_frame`, `reopen` (stale for a
+further `reopen_after_s`: the camera is closed and opened again, by serial) and `reopen_failed` (it could not be: tried
+again every `reopen_after_s`). `status` publishes a
 `CameraStatus` on every change between waiting, live and stale; `stale` says whether the newest frame is old, so
 a consumer never takes it as current (frames are stamped with `anyio.current_time()` on arrival).
 """
@@ -24,7 +26,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from .camera import DepthFrame, DepthFrameSource, FrameError
+from .camera import CameraError, DepthFrame, DepthFrameSource, FrameError
 from .ft import StreamState
 from .realsense_config import RealSenseConfig
 from .realsense_sdk import RawFrame, SdkStream, Skipped
@@ -77,31 +79,51 @@ class RealSenseFrameSource(DepthFrameSource):
         return self.state is StreamState.STALE
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Open the camera (CameraError if it cannot be), then publish frames until cancelled."""
+        """Open the camera (CameraError if it cannot be), then publish frames until cancelled; a camera stale
+        for `reopen_after_s` is closed and opened again (every `reopen_after_s` until it streams)."""
+        sdk: SdkStream | None = None
         try:
-            sdk = await anyio.to_thread.run_sync(SdkStream, self.config, self._device, self._context)
-        except BaseException:
+            sdk = await self._open()
+            self._since = anyio.current_time()
+            self._set_state(StreamState.WAITING, self._since)
+            task_status.started()
+            while True:
+                if sdk is not None:
+                    await self._stream(sdk)  # returns when the camera has been stale for reopen_after_s
+                    await self._close(sdk)
+                    sdk = None
+                    self.incidents.count("reopen", "camera stale: closed to open it again",
+                                         silent_s=round(anyio.current_time() - self._since, 3))
+                try:
+                    sdk = await self._open()
+                except CameraError as exc:
+                    self.incidents.count("reopen_failed", "camera could not be opened again", error=str(exc))
+                    await anyio.sleep(self.config.reopen_after_s)
+                    continue
+                self.last_frame_number = None  # a reopened camera numbers its frames afresh
+                self._since = anyio.current_time()
+        finally:
+            if sdk is not None:
+                await self._close(sdk)
             self.frames.close()
             self.status.close()
-            raise
+
+    async def _open(self) -> SdkStream:
+        sdk = await anyio.to_thread.run_sync(SdkStream, self.config, self._device, self._context)
         self.camera = sdk.name
         self.depth_units_m = sdk.units_m
         self.filter_chain = tuple(name for name, _ in sdk.filters)
         self.incidents.info("camera streaming", camera=sdk.name, depth_units_m=sdk.units_m, stereo=sdk.stereo,
                             filters=list(self.filter_chain), color=self.config.color, align=self.config.align)
-        try:
-            self._since = anyio.current_time()
-            self._set_state(StreamState.WAITING, self._since)
-            task_status.started()
-            await self._stream(sdk)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(sdk.close)
-            self.frames.close()
-            self.status.close()
+        return sdk
+
+    @staticmethod
+    async def _close(sdk: SdkStream) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(sdk.close)
 
     async def _stream(self, sdk: SdkStream) -> None:
-        stale_after = self.config.stale_after_s
+        stale_after, reopen_after = self.config.stale_after_s, self.config.reopen_after_s
         while True:
             left = self._since + stale_after - anyio.current_time()
             wait = WAIT_SLICE_S if self.stale else min(max(left, 0.005), WAIT_SLICE_S)
@@ -120,6 +142,8 @@ class RealSenseFrameSource(DepthFrameSource):
                 self.incidents.count("stale", "no frame from the camera: stale", silent_s=round(now - self._since, 3),
                                      last_frame_number=self.last_frame_number)
                 self._set_state(StreamState.STALE, now)
+            if self.stale and reopen_after and now - self._since >= stale_after + reopen_after:
+                return
 
     def _count_gap(self, number: int) -> int:
         last = self.last_frame_number

@@ -66,6 +66,9 @@ class RealSenseConfig(BaseModel):
     hole_filling_mode: int = Field(1, ge=0, le=2, description="0 fill from left, 1 farthest around, 2 nearest")
     # No frame for this long: the camera is stale (an incident; `stale` is true until frames come again).
     stale_after_s: float = Field(1.0, ge=0.05, le=10.0)
+    # Stale for this long (after stale_after_s without a frame): close the camera and open it again (by serial),
+    # then every this long until it streams again; 0: never.
+    reopen_after_s: float = Field(5.0, ge=0.0, le=600.0)
 
     @field_validator("serial")
     @classmethod

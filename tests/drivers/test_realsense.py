@@ -257,3 +257,63 @@ def test_a_frame_carries_an_optional_colour_image_of_its_size(tmp_path: Path) ->
     back = load_frame(save_frame(tmp_path, DepthFrame(3, 1.5, K, depth, rgb)))
     assert back.color is not None and back.color.tolist() == rgb.tolist()
     assert load_frame(save_frame(tmp_path / "plain", DepthFrame(4, 1.5, K, depth))).color is None
+
+
+class CountedOpens:
+    """`SdkStream` as the driver opens it, counted; opens listed in `fail` raise (the camera unplugged), and
+    `opened` is set once `until` opens have been tried."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, until: int, fail: tuple[int, ...] = ()) -> None:
+        import drivers.realsense as realsense
+
+        self.real, self.until, self.fail = realsense.SdkStream, until, fail
+        self.opens = 0
+        self.opened = anyio.Event()
+        monkeypatch.setattr(realsense, "SdkStream", self)
+
+    def __call__(self, *args: Any) -> Any:  # in the driver's worker thread
+        self.opens += 1
+        try:
+            if self.opens in self.fail:
+                raise CameraError("RealSense: no camera with serial 'SIM-RS-0001' (cameras: none connected)")
+            return self.real(*args)
+        finally:
+            if self.opens == self.until:
+                anyio.from_thread.run_sync(self.opened.set)
+
+
+@pytest.mark.anyio
+async def test_a_camera_stale_for_reopen_after_s_is_closed_and_opened_again_and_streams(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cam = SoftwareRealSense(K)
+    opens = CountedOpens(monkeypatch, until=2)
+    depth = np.full((K.height, K.width), 1.0, np.float32)
+    async with streaming(cam, _cfg(stale_after_s=0.05, reopen_after_s=0.1)) as (src, sub):
+        await _feed(cam, sub, depth)
+        with anyio.fail_after(WAIT_S):
+            await opens.opened.wait()  # silent: stale, then closed and opened again
+        assert src.stale and src.incidents["stale"] == 1 and src.incidents["reopen"] == 1
+        again = await _feed_until_taken(cam, sub, depth)  # the reopened sensors take frames again
+        assert not src.stale and again.seq == 1 and src.incidents["reopen_failed"] == 0
+        assert src.dropped_frames == 0  # frame numbers start afresh after a reopen: no gap counted
+
+
+@pytest.mark.anyio
+async def test_a_camera_that_cannot_be_opened_again_is_tried_every_reopen_after_s(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cam = SoftwareRealSense(K)
+    opens = CountedOpens(monkeypatch, until=4, fail=(2, 3))
+    async with streaming(cam, _cfg(stale_after_s=0.05, reopen_after_s=0.05)) as (src, sub):
+        with anyio.fail_after(WAIT_S):
+            await opens.opened.wait()
+        assert (await _feed_until_taken(cam, sub, np.ones((K.height, K.width), np.float32))).seq == 0  # plugged in
+        assert src.incidents["reopen"] == 1 and src.incidents["reopen_failed"] == 2
+
+
+async def _feed_until_taken(cam: SoftwareRealSense, sub: Subscription[DepthFrame], depth: np.ndarray) -> DepthFrame:
+    """Feed until a frame comes through: a sensor being reopened drops what it is fed."""
+    with anyio.fail_after(WAIT_S):
+        while True:
+            cam.feed(depth)
+            with anyio.move_on_after(0.05):
+                return await sub.receive()
