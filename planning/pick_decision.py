@@ -24,6 +24,7 @@ from perception.learned.pick_model import PickModel, PickSegmentation
 from perception.occupancy import BinGeometry
 from perception.patches import find_patches
 from perception.sdf import bin_sdf
+from perception.unreturned import fill_from_below, fill_from_instances
 from planning.suction import CandidateResult, rank_suction_candidates
 
 NOT_RECOGNISED = "not_recognised"
@@ -110,6 +111,11 @@ def plan_candidates(ident: Identification, depth: np.ndarray, intrinsics: object
         return PickDecision(ident, None, f"target segment {ident.label} has too few depth points")
     not_item = [k for k, v in seg.instances.items() if v.status == "not_item"]
     scene = np.where(np.isin(seg.instance, not_item), np.nan, smooth).astype(np.float32)
+    # An item without returns (a dark product) is an obstacle all the same: its pixels take its instance's depth,
+    # else that of what carries it (perception.unreturned), or the cup's path through it would read as clear.
+    items = (seg.instance > 0) & ~np.isin(seg.instance, not_item)
+    scene, holes = fill_from_instances(scene, items, seg.instance)
+    scene, _ = fill_from_below(scene, holes)
     sdf = bin_sdf(depth_to_points(scene, intrinsics), geometry, resolution=0.01)
     ranked = rank_suction_candidates(target, find_patches(target.points), sdf)
     return PickDecision(ident, ranked, "" if ranked.ok else f"no suction candidate: {ranked.reason.value}")
