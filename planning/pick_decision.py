@@ -8,7 +8,9 @@ be picked, and where the cup goes (issue 13: perception from frames alone).
 Nothing here reads a label the renderer made: the target is the segment most like the order's references, and
 only when its similarity reaches the embedding model's match threshold (otherwise `not_recognised`). Segments the
 pick model calls not-an-item (the band held down by the hook) are left out of the SDF: the band is not an obstacle
-while it is held.
+while it is held. Item pixels without a return are obstacles (their instance's depth, or their whole rays), and
+the cup's way is checked from the target's face out to the bin's opening: the cup goes in straight, and an item
+near the opening that the camera looks past can still be in its way.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from perception.learned.pick_model import PickModel, PickSegmentation
 from perception.occupancy import BinGeometry
 from perception.patches import find_patches
 from perception.sdf import bin_sdf
-from perception.unreturned import fill_from_below, fill_from_instances
+from perception.unreturned import fill_from_instances
 from planning.suction import CandidateResult, rank_suction_candidates
 
 NOT_RECOGNISED = "not_recognised"
@@ -32,6 +34,8 @@ MIN_TARGET_POINTS = 10
 EDGE_PX = 3  # one cell of the models' mask grid at the 320 x 240 frame
 SIZE_SLACK, SIZE_MARGIN_M = 1.2, 0.01  # a segment may look this much larger than the product (noise, mask edge)
 MEDIAN_PX = 5  # the target's depth is median-filtered over this window (its own pixels only)
+SDF_RESOLUTION_M = 0.01
+EXTRACTION_M = 0.15  # the cup's way is checked at least this far off the target's face
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +115,18 @@ def plan_candidates(ident: Identification, depth: np.ndarray, intrinsics: object
         return PickDecision(ident, None, f"target segment {ident.label} has too few depth points")
     not_item = [k for k, v in seg.instances.items() if v.status == "not_item"]
     scene = np.where(np.isin(seg.instance, not_item), np.nan, smooth).astype(np.float32)
-    # An item without returns (a dark product) is an obstacle all the same: its pixels take its instance's depth,
-    # else that of what carries it (perception.unreturned), or the cup's path through it would read as clear.
+    # An item without returns (a dark product) is an obstacle all the same, or the cup's way through it would read
+    # as clear: its holes take its instance's depth (perception.unreturned); one that returned nothing at all may
+    # lie anywhere along its rays, which are blocked from the opening in (the SDF's shadow behind each point).
     items = (seg.instance > 0) & ~np.isin(seg.instance, not_item)
     scene, holes = fill_from_instances(scene, items, seg.instance)
-    scene, _ = fill_from_below(scene, holes)
-    sdf = bin_sdf(depth_to_points(scene, intrinsics), geometry, resolution=0.01)
-    ranked = rank_suction_candidates(target, find_patches(target.points), sdf)
+    scene[holes] = np.float32(geometry.origin[2] + SDF_RESOLUTION_M / 2)
+    sdf = bin_sdf(depth_to_points(scene, intrinsics), geometry, resolution=SDF_RESOLUTION_M)
+    # The cup comes in from the opening: its way is checked from the face all the way out, not only the 15 cm of
+    # the extraction (an item stowed near the opening in front of a deep target would be met on the way in).
+    way_in = float(np.max(target.points[:, 2])) - geometry.origin[2] + SDF_RESOLUTION_M
+    ranked = rank_suction_candidates(target, find_patches(target.points), sdf,
+                                     extraction_distance_m=max(EXTRACTION_M, way_in))
     return PickDecision(ident, ranked, "" if ranked.ok else f"no suction candidate: {ranked.reason.value}")
 
 
