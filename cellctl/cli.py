@@ -292,13 +292,14 @@ def run(
     from cellctl.fc.server import FcServerError
     from cellctl.fc.store import StoreError
     from cellctl.runtime.signals import process_listener
+    from drivers.camera import CameraError
     from drivers.sim.cell_devices import DeviceStartError
     from perception.learned.contracts import ModelError
 
     try:
         summary = anyio.run(partial(run_cell, cfg, signals=process_listener()))
-    except* (ConfigError, OSError, DeviceStartError, StoreError, FcServerError, ModelError) as group:
-        # a port in use, the log not writable, no answer, the store unusable, the PackML nodeset missing
+    except* (ConfigError, OSError, DeviceStartError, StoreError, FcServerError, ModelError, CameraError) as group:
+        # a port in use, the log not writable, no answer, the store unusable, the PackML nodeset missing, no camera
         for leaf in _leaves(group):
             typer.echo(f"error: {leaf}", err=True)
         raise typer.Exit(2) from None

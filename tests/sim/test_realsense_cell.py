@@ -131,3 +131,14 @@ async def test_cellctl_run_picks_on_a_realsense_camera_by_the_fcs_catalogue(tmp_
     views = [r.payload for r in records if r.topic == "camera.view"]
     assert len(views) >= 3 and all(v["ok"] for v in views)
     assert devices.cell.wrong_items == 0
+
+
+def test_a_realsense_that_is_not_connected_stops_cellctl_run_with_one_line(tmp_path: Path) -> None:
+    ep = Endpoints("opc.tcp://127.0.0.1:1/none", ("127.0.0.1", 1), ("127.0.0.1", 1), 1000.0)  # never reached
+    _config(tmp_path, ep, cycles=1)
+    text = (tmp_path / "cell.toml").read_text().replace(f'serial = "{SERIAL}"', 'serial = "000000000000"')
+    (tmp_path / "cell.toml").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "cellctl", "run", "--config", str(tmp_path / "cell.toml")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "error: RealSense: no camera with serial '000000000000'" in done.stderr, done.stderr[-2000:]
