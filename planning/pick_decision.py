@@ -8,9 +8,7 @@ be picked, and where the cup goes (issue 13: perception from frames alone).
 Nothing here reads a label the renderer made: the target is the segment most like the order's references, and
 only when its similarity reaches the embedding model's match threshold (otherwise `not_recognised`). Segments the
 pick model calls not-an-item (the band held down by the hook) are left out of the SDF: the band is not an obstacle
-while it is held. Item pixels without a return are obstacles (their instance's depth, or their whole rays), and
-the cup's way is checked from the target's face out to the bin's opening: the cup goes in straight, and an item
-near the opening that the camera looks past can still be in its way.
+while it is held.
 """
 
 from __future__ import annotations
@@ -25,9 +23,9 @@ from perception.learned.embedding import Embedder, Match
 from perception.learned.pick_model import PickModel, PickSegmentation
 from perception.occupancy import BinGeometry
 from perception.patches import find_patches
-from perception.sdf import bin_sdf
+from perception.sdf import SignedDistanceField, bin_sdf
 from perception.unreturned import fill_from_instances
-from planning.suction import CandidateResult, rank_suction_candidates
+from planning.suction import CandidateReason, CandidateResult, Rejection, rank_suction_candidates
 
 NOT_RECOGNISED = "not_recognised"
 MIN_TARGET_POINTS = 10
@@ -35,7 +33,7 @@ EDGE_PX = 3  # one cell of the models' mask grid at the 320 x 240 frame
 SIZE_SLACK, SIZE_MARGIN_M = 1.2, 0.01  # a segment may look this much larger than the product (noise, mask edge)
 MEDIAN_PX = 5  # the target's depth is median-filtered over this window (its own pixels only)
 SDF_RESOLUTION_M = 0.01
-EXTRACTION_M = 0.15  # the cup's way is checked at least this far off the target's face
+CUP_RADIUS_M = 0.015  # planning.suction's default cup
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +120,34 @@ def plan_candidates(ident: Identification, depth: np.ndarray, intrinsics: object
     scene, holes = fill_from_instances(scene, items, seg.instance)
     scene[holes] = np.float32(geometry.origin[2] + SDF_RESOLUTION_M / 2)
     sdf = bin_sdf(depth_to_points(scene, intrinsics), geometry, resolution=SDF_RESOLUTION_M)
-    # The cup comes in from the opening: its way is checked from the face all the way out, not only the 15 cm of
-    # the extraction (an item stowed near the opening in front of a deep target would be met on the way in).
-    way_in = float(np.max(target.points[:, 2])) - geometry.origin[2] + SDF_RESOLUTION_M
-    ranked = rank_suction_candidates(target, find_patches(target.points), sdf,
-                                     extraction_distance_m=max(EXTRACTION_M, way_in))
+    ranked = clear_way_in(rank_suction_candidates(target, find_patches(target.points), sdf), sdf, geometry)
     return PickDecision(ident, ranked, "" if ranked.ok else f"no suction candidate: {ranked.reason.value}")
+
+
+def clear_way_in(ranked: CandidateResult, sdf: SignedDistanceField, geometry: BinGeometry,
+                 cup_radius_m: float = CUP_RADIUS_M) -> CandidateResult:
+    """The candidates whose straight way in, from the bin's opening to the suction point along the camera's axis
+    (the pod's depth axis: the cup goes in straight), keeps the cup's radius clear. The ranking checks the
+    extraction only 15 cm off the face, along its normal: an item stowed near the opening in front of a deep
+    target, one the camera looks past, was met on the way in."""
+    kept, rejected = [], list(ranked.rejected)
+    start = cup_radius_m + 2 * sdf.resolution  # off the target's own face (planning.suction's start offset)
+    for c in ranked.candidates:
+        depth = float(c.point[2]) - geometry.origin[2]
+        s = np.arange(start, max(start, depth) + sdf.resolution, sdf.resolution / 2)
+        path = c.point[None, :] - s[:, None] * np.array([0.0, 0.0, 1.0])[None, :]
+        d = sdf.query(path)
+        inside = np.isfinite(d)  # off the grid: in front of the opening (free) or through a wall (the ranking's)
+        if inside.any() and float(d[inside].min()) < cup_radius_m:
+            rejected.append(Rejection(c.patch_index, CandidateReason.BLOCKED,
+                                      f"way in blocked: clearance {float(d[inside].min()):.4f} < cup {cup_radius_m} m"))
+        else:
+            kept.append(c)
+    if kept:
+        return CandidateResult(tuple(kept), CandidateReason.OK, f"{len(kept)} candidates", tuple(rejected))
+    if not ranked.candidates:
+        return ranked
+    return CandidateResult((), CandidateReason.BLOCKED, "every candidate's way in is blocked", tuple(rejected))
 
 
 def median_within(depth: np.ndarray, mask: np.ndarray, size: int = MEDIAN_PX) -> np.ndarray:
