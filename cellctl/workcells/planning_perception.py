@@ -9,6 +9,7 @@ dimensions, never contents. Plans carry bin-relative targets; `drivers.pod_frame
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,7 @@ class CameraConfig:
     tool_force_limit_n: float = 40.0  # the stow tool's rating: no sweep is planned to need more
 
 
-class PlanningPerception:
+class PlanningPerception(ABC):
     """The planners on the bin states a subclass perceives (synchronous, CPU-bound)."""
 
     kind = "planning"
@@ -70,28 +71,31 @@ class PlanningPerception:
         self.pose = CameraPose(standoff_mm=self.camera.standoff_mm)
 
     # ------------------------------------------------------------------ what a subclass perceives
+    @abstractmethod
     def placement_state(self, b: BinDims, depth_mm: float) -> BinState:
         """The bin's state for the placement search."""
-        raise NotImplementedError
 
+    @abstractmethod
     def geometry_state(self, b: BinDims, depth_mm: float) -> BinState:
         """The bin's state for the sweep planner."""
-        raise NotImplementedError
 
+    @abstractmethod
     def known_items(self, b: BinDims) -> list[KnownItem]:
         """The bin's items as the sweep planner takes them."""
-        raise NotImplementedError
 
+    @abstractmethod
     def verify(self, item: ItemArrival, option: StowOption) -> Verification:
-        raise NotImplementedError
+        """Whether the stowed item is where the option put it."""
 
+    @abstractmethod
     def eligibility(self, order: PickOrder) -> Eligibility:
-        raise NotImplementedError
+        """Whether the order's item may be picked."""
 
+    @abstractmethod
     def pick_plan(self, order: PickOrder) -> PickPlan:
-        raise NotImplementedError
+        """Suction candidates for the order's item."""
 
-    def motion_result(self, motion: Motion, result: MotionResult) -> None:
+    def motion_result(self, motion: Motion, result: MotionResult) -> None:  # noqa: B027  # a hook: most keep nothing
         """What a finished motion tells perception: nothing, unless a subclass keeps something of it."""
 
     # ------------------------------------------------------------------ geometry
