@@ -2,12 +2,13 @@
 
     python -m perception.train.train_seg --kind pick --seed 1 --views 3000 --iterations 3000 --out models/pick.onnx
 
-Needs the `train` extra (PyTorch). Deterministic for a seed on one thread. Two architectures (`--arch`):
+Needs the `train` extra (PyTorch). Deterministic for a seed on one thread. Three architectures (`--arch`):
 
 - `center` (the default, the shipped models; `CenterSegNet`): losses per mask-grid cell: CenterNet's focal loss on
   the centre heat map, L1 on the offsets to the instance centres (weight OFFSET_WEIGHT), BCE on the foreground,
   cross-entropy on the status of instance cells (pick) or on the classes (segmenter). After training, the centre
   threshold the export uses is chosen on validation views from the training range (`choose_center_threshold`).
+  `center-wide`: the same with wider coarse stages and shared heads (`CenterSegNet(wide=True)`).
 - `query` (`SegNet`): queries are matched to the true instances per image (Hungarian, on the object probability and
   the masks' dice), as in DETR / Mask2Former; cross-entropy on object / no object (no object weighted 0.1), BCE +
   dice on the matched masks, cross-entropy on the status of matched queries (pick), per-pixel cross-entropy on the
@@ -140,7 +141,8 @@ def train(kind: str, data: Mapping[str, np.ndarray], *, seed: int, iterations: i
           lr: float = 1e-3, width: int = 16, log_every: int = 100, arch: str = "center") -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net: nn.Module = CenterSegNet(kind, width=width) if arch == "center" else SegNet(kind, width=width)  # type: ignore[arg-type]
+    net: nn.Module = (CenterSegNet(kind, width=width, wide=arch == "center-wide")  # type: ignore[arg-type]
+                      if arch.startswith("center") else SegNet(kind, width=width))  # type: ignore[arg-type]
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(iterations, 1))
     arrays = targets(data, kind)
@@ -190,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = training_parser(__doc__ or "", views=3000, views_help="training views", heldout=300,
                          heldout_help="held-out views for the report", iterations=3000, batch_size=8)
     ap.add_argument("--kind", choices=("segmenter", "pick"), required=True)
-    ap.add_argument("--arch", choices=("center", "query"), default="center")
+    ap.add_argument("--arch", choices=("center", "center-wide", "query"), default="center")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     a.data_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     return dataset.load_split([dataset.write_shard(path, [dataset.make_view(s) for s in SEEDS])])
 
 
-@pytest.mark.parametrize("arch", ["center", "query"])
+@pytest.mark.parametrize("arch", ["center", "center-wide", "query"])
 @pytest.mark.parametrize("kind", ["segmenter", "pick"])
 def test_segmentation_trains_exports_and_fits_its_contract(kind: str, arch: str, data: dict[str, np.ndarray],
                                                            tmp_path: Path) -> None:
