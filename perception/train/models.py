@@ -157,7 +157,8 @@ class CenterSegNet(nn.Module):
         self.dec1 = _block(d2 + c1 + 2, pixel_dim, 1)
         classes = len(STOW_CLASSES) if kind == "segmenter" else len(STATUS_CLASSES)
         # The heads: one 3x3 conv each, or (`wide`) one shared 3x3 conv, then a 1x1 each.
-        self.shared = nn.Sequential(nn.Conv2d(pixel_dim, pixel_dim, 3, 1, 1), nn.ReLU(inplace=True)) if wide else None
+        self.shared: nn.Module = (nn.Sequential(nn.Conv2d(pixel_dim, pixel_dim, 3, 1, 1), nn.ReLU(inplace=True))
+                                  if wide else nn.Identity())
         head = (lambda cout: nn.Conv2d(pixel_dim, cout, 1)) if wide else (lambda cout: _head(pixel_dim, cout))
         self.heat, self.offset, self.fg, self.cls = head(1), head(2), head(1), head(classes)
         heat_out = self.heat if wide else self.heat[-1]  # type: ignore[index]
@@ -181,9 +182,8 @@ class CenterSegNet(nn.Module):
         e4 = self.enc5(self.enc4(e3))
         d3 = self.dec3(torch.cat([F.interpolate(e4, size=e3.shape[-2:], mode="bilinear"), e3], 1))
         d2 = self.dec2(torch.cat([F.interpolate(d3, size=e2.shape[-2:], mode="bilinear"), e2], 1))
-        pixels = self.dec1(self._coords(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="bilinear"), e1], 1)))
-        if self.shared is not None:
-            pixels = self.shared(pixels)
+        pixels = self.shared(self.dec1(self._coords(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="bilinear"),
+                                                               e1], 1))))
         return {"heat": self.heat(pixels)[:, 0], "offset": self.offset(pixels), "fg": self.fg(pixels)[:, 0],
                 "cls": self.cls(pixels)}
 

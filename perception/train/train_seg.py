@@ -18,7 +18,7 @@ Needs the `train` extra (PyTorch). Deterministic for a seed on one thread. Three
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -137,12 +137,18 @@ def targets(data: Mapping[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
             "query_masks": data["query_masks"]}
 
 
+ARCHS: dict[str, Callable[[str, int], nn.Module]] = {  # --arch: (kind, width) -> the network
+    "center": lambda kind, width: CenterSegNet(kind, width=width),  # type: ignore[arg-type]
+    "center-wide": lambda kind, width: CenterSegNet(kind, width=width, wide=True),  # type: ignore[arg-type]
+    "query": lambda kind, width: SegNet(kind, width=width),  # type: ignore[arg-type]
+}
+
+
 def train(kind: str, data: Mapping[str, np.ndarray], *, seed: int, iterations: int, batch_size: int = 8,
           lr: float = 1e-3, width: int = 16, log_every: int = 100, arch: str = "center") -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net: nn.Module = (CenterSegNet(kind, width=width, wide=arch == "center-wide")  # type: ignore[arg-type]
-                      if arch.startswith("center") else SegNet(kind, width=width))  # type: ignore[arg-type]
+    net = ARCHS[arch](kind, width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(iterations, 1))
     arrays = targets(data, kind)
@@ -192,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = training_parser(__doc__ or "", views=3000, views_help="training views", heldout=300,
                          heldout_help="held-out views for the report", iterations=3000, batch_size=8)
     ap.add_argument("--kind", choices=("segmenter", "pick"), required=True)
-    ap.add_argument("--arch", choices=("center", "center-wide", "query"), default="center")
+    ap.add_argument("--arch", choices=tuple(ARCHS), default="center")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     a.data_dir.mkdir(parents=True, exist_ok=True)
