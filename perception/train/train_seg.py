@@ -77,7 +77,8 @@ def seg_loss(outputs: Sequence[Tensor], batch: Mapping[str, Tensor], kind: str) 
     return total
 
 
-OFFSET_WEIGHT = 0.1  # the offsets' L1 (in grid cells) beside the heat map's focal loss
+OFFSET_WEIGHT = 0.1  # the offsets' L1 (in grid cells) beside the heat map's focal loss (`--offset-weight`)
+OFFSET_MEANS = ("cell", "instance")  # `--offset-mean`: the L1 averaged over all instance cells, or per instance first
 
 
 def _heat_focal(logit: Tensor, target: Tensor) -> Tensor:
@@ -109,7 +110,22 @@ def center_targets(masks: Tensor, objects: Tensor) -> tuple[Tensor, Tensor, Tens
     return heat, offset, fg, owner
 
 
-def center_loss(heads: Mapping[str, Tensor], batch: Mapping[str, Tensor], kind: str) -> Tensor:
+def offset_l1(pred: Tensor, target: Tensor, fg: Tensor, owner: Tensor, mean: str) -> Tensor:
+    """One image's L1 between (2, h, w) offsets on the instance cells `fg`: the mean over the cells (`cell`), or
+    (`instance`) each instance's mean, then their mean, so that a thin or small item weighs as much as a large one."""
+    err = (pred - target).abs().sum(0)[fg]
+    if mean == "cell":
+        return err.mean()
+    own = owner[fg]
+    n = int(own.max()) + 1
+    sums = err.new_zeros(n).index_add(0, own, err)
+    counts = torch.bincount(own, minlength=n).to(err.dtype)
+    present = counts > 0
+    return (sums[present] / counts[present]).mean()
+
+
+def center_loss(heads: Mapping[str, Tensor], batch: Mapping[str, Tensor], kind: str,
+                offset_weight: float = OFFSET_WEIGHT, offset_mean: str = "cell") -> Tensor:
     qcls, qstat, qmasks = batch["query_class"], batch["query_status"], batch["query_masks"]
     total = heads["heat"].new_zeros(())
     for i in range(len(qcls)):
@@ -118,7 +134,7 @@ def center_loss(heads: Mapping[str, Tensor], batch: Mapping[str, Tensor], kind: 
         total = total + _heat_focal(heads["heat"][i], heat)
         total = total + F.binary_cross_entropy_with_logits(heads["fg"][i], fg.float())
         if fg.any():
-            total = total + OFFSET_WEIGHT * (heads["offset"][i] - offset).abs().sum(0)[fg].mean()
+            total = total + offset_weight * offset_l1(heads["offset"][i], offset, fg, owner, offset_mean)
             if kind == "pick":
                 status = qstat[i, objects][owner[fg]]
                 total = total + F.cross_entropy(heads["cls"][i][:, fg].T, status)
@@ -145,7 +161,8 @@ ARCHS: dict[str, Callable[[str, int], nn.Module]] = {  # --arch: (kind, width) -
 
 
 def train(kind: str, data: Mapping[str, np.ndarray], *, seed: int, iterations: int, batch_size: int = 8,
-          lr: float = 1e-3, width: int = 16, log_every: int = 100, arch: str = "center") -> nn.Module:
+          lr: float = 1e-3, width: int = 16, log_every: int = 100, arch: str = "center",
+          offset_weight: float = OFFSET_WEIGHT, offset_mean: str = "cell") -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = ARCHS[arch](kind, width)
@@ -162,7 +179,7 @@ def train(kind: str, data: Mapping[str, np.ndarray], *, seed: int, iterations: i
         if flip:
             batch = {k: (v.flip(-1) if v.ndim >= 3 else v) for k, v in batch.items()}
         if isinstance(net, CenterSegNet):
-            loss = center_loss(net.heads(batch["image"]), batch, kind)
+            loss = center_loss(net.heads(batch["image"]), batch, kind, offset_weight, offset_mean)
         else:
             loss = seg_loss(net(batch["image"]), batch, kind)
         opt.zero_grad()
@@ -199,15 +216,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                          heldout_help="held-out views for the report", iterations=3000, batch_size=8)
     ap.add_argument("--kind", choices=("segmenter", "pick"), required=True)
     ap.add_argument("--arch", choices=tuple(ARCHS), default="center")
+    ap.add_argument("--offset-weight", type=float, default=OFFSET_WEIGHT, help="centre archs: the offsets' L1 weight")
+    ap.add_argument("--offset-mean", choices=OFFSET_MEANS, default="cell",
+                    help="centre archs: the offsets' L1 averaged over all instance cells, or per instance first")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     a.data_dir.mkdir(parents=True, exist_ok=True)
     train_data = dataset.cached_split(a.data_dir, "train", a.views, "segmentation")
     net = train(a.kind, train_data, seed=a.seed, iterations=a.iterations, batch_size=a.batch_size, lr=a.lr,
-                width=a.width, arch=a.arch)
+                width=a.width, arch=a.arch, offset_weight=a.offset_weight, offset_mean=a.offset_mean)
     meta = metadata(a.seed, a.views, {}, data_seed=f"train views {dataset.split_seeds('train', 1)[0]}+{a.views}")
     extra: dict[str, object] = {"iterations": a.iterations, "width": a.width, "arch": a.arch}
     if isinstance(net, CenterSegNet):
+        extra.update(offset_weight=a.offset_weight, offset_mean=a.offset_mean)
         extra["center_threshold"] = choose_center_threshold(net, a.kind, a.out, dataset.cached_split(
             a.data_dir, "train", VALIDATION_VIEWS, "segmentation", start=a.views))
     export(net, a.kind, a.out, meta)

@@ -84,3 +84,14 @@ def test_centre_targets_put_a_peak_on_each_centroid_and_point_the_offsets_at_it(
     assert fg.sum() == 200 + 400 and owner[15, 15] == 0 and owner[45, 55] == 1 and owner[0, 0] == -1
     assert offset[:, 10, 10].tolist() == [4.0, 10.0] and offset[:, 59, 69].tolist() == [-9.0, -9.0]
     assert offset[:, 0, 0].tolist() == [0.0, 0.0]
+
+
+def test_offset_l1_per_instance_weighs_a_small_item_as_much_as_a_large_one() -> None:
+    masks = torch.zeros((2, MASK_H, MASK_W), dtype=torch.bool)
+    masks[0, 10:20, 10:30] = True  # 200 cells
+    masks[1, 40:42, 50:52] = True  # 4 cells
+    _, target, fg, owner = train_seg.center_targets(masks, torch.tensor([0, 1]))
+    pred = target.clone()
+    pred[:, 40:42, 50:52] += 1.0  # only the small item's votes are off, by (1, 1): L1 2 per cell
+    assert train_seg.offset_l1(pred, target, fg, owner, "cell").item() == pytest.approx(2 * 4 / 204)
+    assert train_seg.offset_l1(pred, target, fg, owner, "instance").item() == pytest.approx((0 + 2) / 2)
