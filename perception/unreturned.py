@@ -9,6 +9,10 @@ space. Two conservative fills:
   returns just below its lower edge: an item rests on something, and what carries it (the floor, another item's
   top) shows up to the item's front face, or nearer when the support stands in front of it.
 
+A filled hole's depth is a guess on the near side, and nearer points project onto less of the bin's front than the
+face itself covers: `hole_rays` adds points along each filled pixel's ray from its filled depth to the back, so every
+cell the item may cover behind the guess gets a free depth no deeper than where the ray crosses it.
+
 A hole left by both (nothing returned under it either) stays a hole: the front-face map calls its cells
 unobserved (`perception.occupancy.fill_unobserved`). Points along each such pixel's ray at every depth of the bin
 (the item may lie anywhere on it) were tried and measured: 500 mixed cycles stowed 155 items, not 198, the rays
@@ -20,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .cloud import depth_to_points
 from .common import PerceptionError
 
 MIN_RETURNS = 20  # returned pixels an instance needs before its holes take its depth
@@ -73,3 +78,20 @@ def fill_from_below(depth: np.ndarray, holes: np.ndarray, *, below_px: int = BEL
             out[mask] = np.float32(np.percentile(got, NEAR_PERCENTILE))
             left &= ~mask
     return out, left
+
+
+def hole_rays(depth: np.ndarray, filled: np.ndarray, intrinsics: object, *, reach_m: float,
+              step_m: float) -> np.ndarray:
+    """(N, 3) camera-frame points along the rays of the `filled` pixels, from their filled `depth` (metres) to
+    `reach_m` beyond it, every `step_m` along the optical axis (step_m no more than a face-map cell: a ray
+    inside the field of view moves sideways less than it moves in depth, so it leaves no cell out)."""
+    if not (np.isfinite(reach_m) and reach_m >= 0 and np.isfinite(step_m) and step_m > 0):
+        raise PerceptionError(f"reach_m must be >= 0 and step_m > 0, got {reach_m!r}, {step_m!r}")
+    if depth.shape != filled.shape:
+        raise PerceptionError(f"depth {depth.shape} and filled mask {filled.shape} differ")
+    mask = filled & np.isfinite(depth) & (depth > 0)
+    if not mask.any():
+        return np.zeros((0, 3))
+    steps = np.arange(step_m, reach_m + step_m / 2, step_m)
+    return np.concatenate([depth_to_points(depth + np.float32(s), intrinsics, mask=mask) for s in steps]
+                          or [np.zeros((0, 3))])

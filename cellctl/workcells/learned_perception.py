@@ -36,7 +36,7 @@ from perception.cloud import depth_to_points
 from perception.contacts import Contact, ContactMemory
 from perception.learned.segmenter import ITEM, StowSegmentation, StowSegmenter
 from perception.occupancy import FrontFaceMap, fill_unobserved, front_face_map
-from perception.unreturned import fill_from_below, fill_from_instances
+from perception.unreturned import fill_from_below, fill_from_instances, hole_rays
 from planning.bins import BinState
 from planning.pick_decision import NOT_RECOGNISED, Identification, PickModels, identify, plan_candidates
 from planning.sweep import KnownItem
@@ -148,16 +148,20 @@ class LearnedPerception(PlanningPerception):
 
     def _face_map(self, b: BinDims) -> FrontFaceMap:
         """The bin's front-face map from its view: the band (and a margin round it) out of the depth, item holes
-        given their instance's depth or that of what carries them, the cells the band hid filled, capped where an
-        eject met something (`perception.contacts`)."""
+        given their instance's depth or that of what carries them (and points along their rays behind it), the
+        cells the band hid filled, capped where an eject met something (`perception.contacts`)."""
         view = self._stow_view(b)
         if view.face is None:
             seg, geo = view.seg, self._geometry(b)
             band = ndimage.binary_dilation(seg.band_mask, iterations=BAND_MARGIN_PX)
             measured = np.where(band, np.nan, view.frame.depth).astype(np.float32)
-            depth, holes = fill_from_instances(measured, seg.classes == ITEM, seg.instance)
+            item = seg.classes == ITEM
+            depth, holes = fill_from_instances(measured, item, seg.instance)
             depth, _ = fill_from_below(depth, holes)
-            points = depth_to_points(depth, view.frame.intrinsics)
+            filled = item & ~(np.isfinite(measured) & (measured > 0)) & np.isfinite(depth)
+            points = np.concatenate([depth_to_points(depth, view.frame.intrinsics),
+                                     hole_rays(depth, filled, view.frame.intrinsics, reach_m=b.depth_mm / 1e3,
+                                               step_m=self.camera.cell_m)])
             face = fill_unobserved(front_face_map(points, geo, resolution=self.camera.cell_m))
             view.face = self.contacts.cap(self._bin_key(b.bin_id), face)
         return view.face

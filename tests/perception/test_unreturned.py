@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drivers.camera import Intrinsics
 from perception.common import PerceptionError
-from perception.unreturned import MIN_RETURNS, fill_from_below, fill_from_instances
+from perception.unreturned import MIN_RETURNS, fill_from_below, fill_from_instances, hole_rays
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,3 +65,18 @@ def test_fill_refuses_mismatched_shapes() -> None:
     depth, item, instance = _scene()
     with pytest.raises(PerceptionError, match="differ"):
         fill_from_instances(depth, item[:10], instance)
+
+
+def test_hole_rays_run_from_the_filled_depth_outwards_to_the_reach(k: Intrinsics) -> None:
+    depth = np.full((480, 640), np.nan, dtype=np.float32)
+    filled = np.zeros((480, 640), dtype=bool)
+    depth[240, 600], filled[240, 600] = 0.2, True  # a pixel near the right edge, filled at 0.2 m
+    depth[100, 100] = 0.5  # a returned pixel: no ray
+    pts = hole_rays(depth, filled, k, reach_m=0.3, step_m=0.01)
+    assert len(pts) == 30
+    assert pts[:, 2].min() == pytest.approx(0.21, abs=1e-6) and pts[:, 2].max() == pytest.approx(0.5, abs=1e-6)
+    slope = pts[:, 0] / pts[:, 2]  # one ray: x / z is the pixel's, and x grows outwards with the depth
+    assert np.allclose(slope, slope[0]) and slope[0] > 0 and np.all(np.diff(pts[:, 0]) > 0)
+    assert len(hole_rays(depth, np.zeros_like(filled), k, reach_m=0.3, step_m=0.01)) == 0
+    with pytest.raises(PerceptionError, match="step_m"):
+        hole_rays(depth, filled, k, reach_m=0.3, step_m=0.0)
