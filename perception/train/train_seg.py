@@ -113,6 +113,8 @@ def center_targets(masks: Tensor, objects: Tensor) -> tuple[Tensor, Tensor, Tens
 def offset_l1(pred: Tensor, target: Tensor, fg: Tensor, owner: Tensor, mean: str) -> Tensor:
     """One image's L1 between (2, h, w) offsets on the instance cells `fg`: the mean over the cells (`cell`), or
     (`instance`) each instance's mean, then their mean, so that a thin or small item weighs as much as a large one."""
+    if mean not in OFFSET_MEANS:
+        raise ValueError(f"offset mean is one of {', '.join(OFFSET_MEANS)}, not {mean!r}")
     err = (pred - target).abs().sum(0)[fg]
     if mean == "cell":
         return err.mean()
