@@ -561,6 +561,16 @@ class Campaign:
             return set()
         return {e["task_id"] for key in ("handoffs", "returned") for e in data.get(key, [])}
 
+    async def _store_settled(self) -> None:
+        """Until the store itself has no unacknowledged report and no open task (STATE_S at most): the
+        PendingReportCount the panel shows can still be the 0 from before the held task's report was committed."""
+        with anyio.move_on_after(STATE_S):
+            while True:
+                view = await anyio.to_thread.run_sync(store_view, self.store)
+                if not view["pending"] and not view["journal"]:
+                    return
+                await anyio.sleep(0.1)
+
     async def _finish(self, controller: Controller, url: str, fc: SimFc, conveyor: Conveyor) -> None:
         """Hold (the running task's report committed), wait until all is acknowledged, then SIGINT."""
         async with panel(controller, url) as p:
@@ -571,6 +581,7 @@ class Campaign:
                 await p.until(lambda v: v.get("PendingReportCount") == 0, "waiting for the last acks", STATE_S)
             except TimeoutError:
                 self.problems.append(f"reports still unacknowledged at the end: {p.values.get('PendingReportCount')}")
+            await self._store_settled()
         rc = await anyio.to_thread.run_sync(_stop, controller.proc)
         if rc != 0:
             self.problems.append(f"the final SIGINT: controller exit {rc}: {_tail(controller.err_path)}")
